@@ -1,0 +1,28 @@
+//! Tether's pure core: everything that can be decided without I/O.
+//!
+//! # Layout
+//! - [`serial`]: fixed-width, string-sortable log positions with an epoch.
+//! - [`channel`]: validated channel names and their namespaces.
+//! - [`message`]: the mutable message model and the operations on it.
+//! - [`fold`]: applying operations (server side) and folding events into the
+//!   current messages (client side), shared so they cannot drift apart.
+//! - [`settings`]: per-namespace retention, limits and mutability.
+//! - [`error`]: the stable error codes every front door and SDK uses.
+//!
+//! Nothing here touches a socket, a file or a clock: callers pass time in.
+
+pub mod channel;
+pub mod error;
+pub mod fold;
+pub mod message;
+pub mod serial;
+pub mod settings;
+
+pub use channel::{ChannelName, InvalidChannelName};
+pub use error::{ErrorCode, ErrorInfo};
+pub use fold::{Applied, FoldError, FoldLimits, Stamp, View, apply};
+pub use message::{
+    Action, AppendOp, DeleteOp, Message, NewMessage, Operation, UpdateOp, Version,
+};
+pub use serial::{InvalidSerial, Serial};
+pub use settings::{NamespaceSettings, Namespaces};
