@@ -6,6 +6,7 @@
 //! - [`message`]: the mutable message model and the operations on it.
 //! - [`fold`]: applying operations (server side) and folding events into the
 //!   current messages (client side), shared so they cannot drift apart.
+//! - [`position`]: whether a resume position can be served exactly.
 //! - [`settings`]: per-namespace retention, limits and mutability.
 //! - [`error`]: the stable error codes every front door and SDK uses.
 //!
@@ -15,14 +16,14 @@ pub mod channel;
 pub mod error;
 pub mod fold;
 pub mod message;
+pub mod position;
 pub mod serial;
 pub mod settings;
 
 pub use channel::{ChannelName, InvalidChannelName};
 pub use error::{ErrorCode, ErrorInfo};
 pub use fold::{Applied, FoldError, FoldLimits, Stamp, View, apply};
-pub use message::{
-    Action, AppendOp, DeleteOp, Message, NewMessage, Operation, UpdateOp, Version,
-};
+pub use message::{Action, AppendOp, DeleteOp, Message, NewMessage, Operation, UpdateOp, Version};
+pub use position::{ContinuityLost, LogBounds, ORIGIN, check_resume};
 pub use serial::{InvalidSerial, Serial};
 pub use settings::{NamespaceSettings, Namespaces};

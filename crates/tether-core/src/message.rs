@@ -196,7 +196,11 @@ pub fn valid_message_id(id: &str) -> bool {
 /// Size of a message for limit checks: the bytes its payload fields take as
 /// JSON (a string counts its UTF-8 length). Computed the same way everywhere
 /// so the limit means one thing.
-pub fn message_size(name: Option<&str>, data: &Value, extras: Option<&Map<String, Value>>) -> usize {
+pub fn message_size(
+    name: Option<&str>,
+    data: &Value,
+    extras: Option<&Map<String, Value>>,
+) -> usize {
     let data_len = match data {
         Value::String(s) => s.len(),
         Value::Null => 0,

@@ -40,8 +40,12 @@ pub struct InvalidSerial(pub String);
 impl Serial {
     /// Builds a serial; `None` when either part does not fit its fixed width
     /// (which would break string ordering).
-    pub fn new(epoch: u64, seq: u64) -> Option<Serial> {
-        (epoch <= MAX_EPOCH && seq <= MAX_SEQ).then_some(Serial { epoch, seq })
+    pub const fn new(epoch: u64, seq: u64) -> Option<Serial> {
+        if epoch <= MAX_EPOCH && seq <= MAX_SEQ {
+            Some(Serial { epoch, seq })
+        } else {
+            None
+        }
     }
 
     /// The log generation this serial belongs to.

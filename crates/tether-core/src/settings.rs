@@ -123,7 +123,10 @@ mod tests {
         );
         assert!(!ns.for_channel(&ChannelName::new("tmp:1").unwrap()).mutable);
         assert!(ns.for_channel(&ChannelName::new("tmp").unwrap()).mutable);
-        assert!(ns.for_channel(&ChannelName::new("other:1").unwrap()).mutable);
+        assert!(
+            ns.for_channel(&ChannelName::new("other:1").unwrap())
+                .mutable
+        );
     }
 
     #[test]

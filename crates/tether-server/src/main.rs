@@ -1,1 +1,138 @@
-fn main() {}
+//! The `tether` binary: `tether serve` runs the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use tether_server::{Config, Server};
+
+/// Tether: a realtime transport for AI applications.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded durable storage, no other service needed).
+    Serve(ServeArgs),
+}
+
+/// Flags of `tether serve`. Each overrides the config file and `TETHER_*`.
+#[derive(Debug, Args, Serialize)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "TETHER_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7400].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Data directory of the embedded store [default: ./tether-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// When to fsync: batch (default: once per group commit), always (every
+    /// operation) or never (leave it to the OS).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fsync: Option<String>,
+    /// Development mode: no authentication; loopback addresses only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dev: bool,
+    /// An origin allowed by CORS (repeatable; `*` for any).
+    #[arg(long = "cors-origin")]
+    #[serde(rename = "cors_origins", skip_serializing_if = "Vec::is_empty")]
+    cors_origin: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_ref(), &args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("tether: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tether: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if config.dev {
+            tracing::warn!(
+                "DEVELOPMENT MODE: authentication is off; anyone who can reach {} can read and write every channel",
+                config.listen
+            );
+        }
+        let server = match Server::start(config).await {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("tether: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // The one line on stdout: scripts and tests read the bound address.
+        println!("listening on http://{}", server.addr());
+        server.run_until(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

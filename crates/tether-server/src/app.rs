@@ -1,0 +1,164 @@
+//! Assembling and running a server: store, broker, engine, router, and
+//! graceful shutdown. Tests start servers in-process through [`Server`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tether_store::{FjallStore, LogStore, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::http;
+
+/// Events a channel's broadcast buffer holds before a slow subscriber lags
+/// and falls back to reading the log.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct App {
+    /// The engine (store + broker).
+    pub engine: Engine,
+    /// The configuration the server runs with.
+    pub config: Arc<Config>,
+    /// Flips to `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Renders `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the store in {path}: {source}")]
+    Store {
+        /// The data directory.
+        path: String,
+        /// The store's error.
+        source: tether_store::StoreError,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    store: Arc<FjallStore>,
+}
+
+impl Server {
+    /// Opens the store and starts serving on `config.listen` (port 0 picks
+    /// a free port; see [`Server::addr`]).
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
+        let mut store_config = StoreConfig::new(config.data_dir.clone());
+        store_config.fsync = config.fsync;
+        store_config.namespaces = config.namespaces();
+        let store =
+            FjallStore::open(store_config, broker.clone()).map_err(|source| StartError::Store {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        let store = Arc::new(store);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, shutdown) = watch::channel(false);
+        let engine = Engine::new(
+            store.clone() as Arc<dyn LogStore>,
+            broker,
+            config.rewind_on_lost,
+        );
+        let app = App {
+            engine,
+            config: Arc::new(config),
+            shutdown: shutdown.clone(),
+            metrics: metrics_handle(),
+        };
+        let router: Router = http::router(app);
+        let mut graceful = shutdown;
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { flipped(&mut graceful).await });
+            if let Err(err) = serve.await {
+                tracing::error!(error = %err, "server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "listening");
+        Ok(Server {
+            addr,
+            stop,
+            task,
+            store,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Tells every connection to reconnect elsewhere, stops accepting, waits
+    /// for open requests, then closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Err(err) = self.store.shutdown().await {
+            tracing::error!(error = %err, "store did not shut down cleanly");
+        }
+    }
+
+    /// Runs until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Resolves once `flag` turns true (or its sender is gone). Returns nothing
+/// so no watch guard is held across an await in `select!` arms.
+pub async fn flipped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// The process-wide Prometheus recorder. Installed once; servers started
+/// later in the same process (tests) share it.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0,
+                ])
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .clone()
+}

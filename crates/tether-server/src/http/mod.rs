@@ -1,0 +1,134 @@
+//! The HTTP front door: the router, JSON errors, CORS, health and metrics.
+//! REST handlers live in [`rest`], the SSE subscription in [`sse`].
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tether_core::{ErrorCode, ErrorInfo};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::app::App;
+use crate::protocol::ErrorBody;
+use crate::ws;
+
+pub mod rest;
+pub mod sse;
+
+/// Every route Tether serves.
+pub fn router(app: App) -> Router {
+    let cors = cors_layer(&app.config.cors_origins);
+    let body_limit = app.config.max_frame_bytes;
+    let mut router = Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/channels/{channel}", get(rest::channel_info))
+        .route("/channels/{channel}/stream", get(sse::stream))
+        .route(
+            "/channels/{channel}/messages",
+            get(rest::history).post(rest::publish),
+        )
+        .route(
+            "/channels/{channel}/messages/{serial}",
+            get(rest::get_message)
+                .patch(rest::update)
+                .delete(rest::delete),
+        )
+        .route(
+            "/channels/{channel}/messages/{serial}/append",
+            post(rest::append),
+        )
+        .route(
+            "/channels/{channel}/messages/{serial}/versions",
+            get(rest::versions),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(ErrorInfo::new(ErrorCode::NotFound, "no such route")) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app);
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers(Any)
+            .expose_headers(Any),
+    )
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if *app.shutdown.borrow() {
+        return ApiError(ErrorInfo::new(ErrorCode::ShuttingDown, "shutting down")).into_response();
+    }
+    "ready".into_response()
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    metrics::gauge!("tether_active_channels").set(app.engine.broker().active_channels() as f64);
+    match &app.metrics {
+        Some(handle) => handle.render().into_response(),
+        None => ApiError(ErrorInfo::new(
+            ErrorCode::Internal,
+            "metrics are not available",
+        ))
+        .into_response(),
+    }
+}
+
+/// An error as an HTTP response: `{"error": {"code", "message"}}` with the
+/// status the code implies.
+#[derive(Debug)]
+pub struct ApiError(pub ErrorInfo);
+
+impl From<ErrorInfo> for ApiError {
+    fn from(err: ErrorInfo) -> ApiError {
+        ApiError(err)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::FrameTooLarge
+        } else {
+            ErrorCode::BadRequest
+        };
+        ApiError(ErrorInfo::new(code, rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError(ErrorInfo::new(
+            ErrorCode::InvalidParameter,
+            rejection.body_text(),
+        ))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = ErrorCode::from_code(self.0.code)
+            .and_then(|c| StatusCode::from_u16(c.http_status()).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self.0 })).into_response()
+    }
+}

@@ -1,0 +1,219 @@
+//! REST: publish, mutate and read channels over plain HTTP.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tether_core::{
+    AppendOp, ChannelName, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Operation, Serial,
+    UpdateOp,
+};
+use tether_store::{Direction, HistoryQuery};
+
+use super::ApiError;
+use crate::app::App;
+use crate::engine::{Identity, store_error};
+use crate::protocol::{self, AckBody, ErrorBody};
+
+/// Largest history page.
+const MAX_PAGE: usize = 1000;
+/// History page size when none is asked for.
+const DEFAULT_PAGE: usize = 100;
+
+/// A publish body: one message or an array of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PublishBody {
+    /// Several messages, applied in order.
+    Many(Vec<NewMessage>),
+    /// One message.
+    One(NewMessage),
+}
+
+/// One element of an array publish's reply.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum PublishResult {
+    Ok(AckBody),
+    Err(ErrorBody),
+}
+
+/// `POST /channels/{channel}/messages`
+pub async fn publish(
+    State(app): State<App>,
+    Path(channel): Path<String>,
+    body: Result<Json<PublishBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let channel = protocol::channel(&channel)?;
+    let identity = Identity::default();
+    match body?.0 {
+        PublishBody::One(message) => {
+            let ack = apply(&app, channel, Operation::Create(message), &identity).await?;
+            Ok((StatusCode::CREATED, Json(ack)).into_response())
+        }
+        PublishBody::Many(messages) => {
+            // Submit all first (applied in order, one batch), then await.
+            let mut receipts = Vec::with_capacity(messages.len());
+            for message in messages {
+                receipts.push(
+                    app.engine
+                        .submit(channel.clone(), Operation::Create(message), &identity)
+                        .await,
+                );
+            }
+            let mut results = Vec::with_capacity(receipts.len());
+            for receipt in receipts {
+                let outcome = match receipt {
+                    Ok(receipt) => receipt.await.map_err(store_error),
+                    Err(err) => Err(err),
+                };
+                results.push(match outcome {
+                    Ok(ack) => PublishResult::Ok(ack.into()),
+                    Err(error) => PublishResult::Err(ErrorBody { error }),
+                });
+            }
+            Ok((StatusCode::CREATED, Json(json!({ "results": results }))).into_response())
+        }
+    }
+}
+
+/// `POST /channels/{channel}/messages/{serial}/append`
+pub async fn append(
+    State(app): State<App>,
+    Path((channel, serial)): Path<(String, String)>,
+    body: Result<Json<AppendOp>, JsonRejection>,
+) -> Result<Json<AckBody>, ApiError> {
+    let (channel, target) = parse_target(&channel, &serial)?;
+    let op = Operation::Append {
+        target,
+        append: body?.0,
+    };
+    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+}
+
+/// `PATCH /channels/{channel}/messages/{serial}`
+pub async fn update(
+    State(app): State<App>,
+    Path((channel, serial)): Path<(String, String)>,
+    body: Result<Json<UpdateOp>, JsonRejection>,
+) -> Result<Json<AckBody>, ApiError> {
+    let (channel, target) = parse_target(&channel, &serial)?;
+    let op = Operation::Update {
+        target,
+        update: body?.0,
+    };
+    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+}
+
+/// `DELETE /channels/{channel}/messages/{serial}` (body optional)
+pub async fn delete(
+    State(app): State<App>,
+    Path((channel, serial)): Path<(String, String)>,
+    body: Result<Json<DeleteOp>, JsonRejection>,
+) -> Result<Json<AckBody>, ApiError> {
+    let (channel, target) = parse_target(&channel, &serial)?;
+    let delete = match body {
+        Ok(Json(delete)) => delete,
+        Err(JsonRejection::MissingJsonContentType(_)) => DeleteOp::default(),
+        Err(rejection) => return Err(rejection.into()),
+    };
+    let op = Operation::Delete { target, delete };
+    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+}
+
+/// `GET /channels/{channel}/messages/{serial}`
+pub async fn get_message(
+    State(app): State<App>,
+    Path((channel, serial)): Path<(String, String)>,
+) -> Result<Json<Message>, ApiError> {
+    let (channel, serial) = parse_target(&channel, &serial)?;
+    Ok(Json(app.engine.message(&channel, serial).await?))
+}
+
+/// `GET /channels/{channel}/messages/{serial}/versions`
+pub async fn versions(
+    State(app): State<App>,
+    Path((channel, serial)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (channel, serial) = parse_target(&channel, &serial)?;
+    let versions = app.engine.versions(&channel, serial).await?;
+    Ok(Json(json!({ "versions": versions })).into_response())
+}
+
+/// Query of `GET /channels/{channel}/messages`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    limit: Option<usize>,
+    direction: Option<Direction>,
+    cursor: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    from_time: Option<u64>,
+    to_time: Option<u64>,
+}
+
+/// `GET /channels/{channel}/messages`
+pub async fn history(
+    State(app): State<App>,
+    Path(channel): Path<String>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let channel = protocol::channel(&channel)?;
+    let params = params?.0;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ErrorInfo::new(
+            ErrorCode::InvalidParameter,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )
+        .into());
+    }
+    let optional_serial = |s: Option<String>| s.as_deref().map(protocol::serial).transpose();
+    let query = HistoryQuery {
+        direction: params.direction.unwrap_or_default(),
+        limit,
+        cursor: optional_serial(params.cursor)?,
+        start: optional_serial(params.start)?,
+        end: optional_serial(params.end)?,
+        from_time: params.from_time,
+        to_time: params.to_time,
+    };
+    let page = app.engine.history(&channel, query).await?;
+    Ok(Json(json!({ "messages": page.messages, "next": page.next })).into_response())
+}
+
+/// `GET /channels/{channel}`: the log's bounds.
+pub async fn channel_info(
+    State(app): State<App>,
+    Path(channel): Path<String>,
+) -> Result<Response, ApiError> {
+    let channel = protocol::channel(&channel)?;
+    let bounds = app.engine.bounds(&channel).await?;
+    let first = bounds.and_then(|b| Serial::new(b.epoch, b.first_seq));
+    Ok(Json(json!({
+        "channel": channel,
+        "epoch": bounds.map(|b| b.epoch),
+        "first": first,
+        "position": bounds.map(|b| b.head()),
+    }))
+    .into_response())
+}
+
+fn parse_target(channel: &str, serial: &str) -> Result<(ChannelName, Serial), ErrorInfo> {
+    Ok((protocol::channel(channel)?, protocol::serial(serial)?))
+}
+
+/// Submits and waits for the durable acknowledgement.
+async fn apply(
+    app: &App,
+    channel: ChannelName,
+    op: Operation,
+    identity: &Identity,
+) -> Result<AckBody, ErrorInfo> {
+    let receipt = app.engine.submit(channel, op, identity).await?;
+    receipt.await.map(AckBody::from).map_err(store_error)
+}

@@ -1,0 +1,25 @@
+//! Tether's server: front doors, fan-out, configuration.
+//!
+//! # Layout
+//! Data flows one way: socket → [`protocol`] decode → [`engine`] → store
+//! (`tether-store`) → [`broker`] fan-out → [`protocol`] encode → socket.
+//!
+//! - [`config`]: layered configuration (defaults, TOML, `TETHER_*`, flags).
+//! - [`app`]: assembles store, broker and engine; starts and stops a server.
+//! - [`engine`]: the one entry point for changing and reading channels, and
+//!   [`engine::subscription`], the exact-resume mechanism.
+//! - [`broker`]: in-process fan-out of committed events.
+//! - [`protocol`]: every wire type; the only place frames are built.
+//! - [`ws`]: the WebSocket connection (reader, writer, ack loop, attachments).
+//! - [`http`]: router, REST ([`http::rest`]) and SSE ([`http::sse`]).
+
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod protocol;
+pub mod ws;
+
+pub use app::{Server, StartError};
+pub use config::Config;

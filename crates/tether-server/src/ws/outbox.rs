@@ -1,0 +1,150 @@
+//! The bounded outbound queue of one WebSocket connection, and the task that
+//! drains it into the socket.
+//!
+//! Producers (attachments, the ack loop, the reader) never wait on the
+//! socket: they `try_send` into a bounded queue. When it is full the client
+//! is too slow, and the connection is closed with `TooSlow` so the client
+//! resumes from the log; memory per connection stays bounded whatever the
+//! client does.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use futures::SinkExt;
+use futures::stream::SplitSink;
+use tether_core::{ErrorCode, ErrorInfo};
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::error_frame;
+
+/// How long a closing connection gets to flush its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Why and how a connection is being closed.
+pub type CloseReason = Option<ErrorInfo>;
+
+/// The sending side, cloned into every producer of a connection.
+#[derive(Clone)]
+pub struct Outbox {
+    frames: mpsc::Sender<Message>,
+    close: watch::Sender<CloseReason>,
+}
+
+impl Outbox {
+    /// A queue of `capacity` frames and the writer that drains it.
+    pub fn new(capacity: usize, sink: SplitSink<WebSocket, Message>) -> (Outbox, Writer) {
+        let (frames, rx) = mpsc::channel(capacity);
+        let (close, close_rx) = watch::channel(None);
+        let writer = Writer {
+            sink,
+            frames: rx,
+            close: close_rx,
+        };
+        (Outbox { frames, close }, writer)
+    }
+
+    /// Queues a JSON frame. Returns `false` if the connection is closing;
+    /// a full queue closes it with `TooSlow`.
+    pub fn send(&self, frame: Bytes) -> bool {
+        match Utf8Bytes::try_from(frame) {
+            Ok(text) => self.send_message(Message::Text(text)),
+            Err(_) => false,
+        }
+    }
+
+    /// Queues a WebSocket ping.
+    pub fn ping(&self) -> bool {
+        self.send_message(Message::Ping(Bytes::new()))
+    }
+
+    fn send_message(&self, message: Message) -> bool {
+        match self.frames.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("tether_slow_consumer_disconnects_total").increment(1);
+                self.close(ErrorInfo::new(
+                    ErrorCode::TooSlow,
+                    "the connection did not read its messages fast enough; resume from your last position",
+                ));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the connection with an error frame and the matching close
+    /// code. The first reason wins.
+    pub fn close(&self, reason: ErrorInfo) {
+        self.close.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
+    /// Resolves when the connection is closing.
+    pub async fn closing(&self) {
+        closing(&mut self.close.subscribe()).await;
+    }
+}
+
+/// Drains the queue into the socket; ends when the connection closes.
+pub struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    frames: mpsc::Receiver<Message>,
+    close: watch::Receiver<CloseReason>,
+}
+
+impl Writer {
+    /// Runs until the queue closes or a close is requested.
+    pub async fn run(mut self) {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = closing(&mut self.close) => break,
+                frame = self.frames.recv() => frame,
+            };
+            let Some(frame) = frame else { break };
+            tokio::select! {
+                biased;
+                _ = closing(&mut self.close) => break,
+                sent = self.sink.send(frame) => if sent.is_err() { return },
+            }
+        }
+        let reason = self.close.borrow().clone();
+        let goodbye = async {
+            if let Some(reason) = reason {
+                let frame = error_frame(None, None, &reason);
+                if let Ok(text) = Utf8Bytes::try_from(frame) {
+                    self.sink.send(Message::Text(text)).await?;
+                }
+                let code = ErrorCode::from_code(reason.code).map_or(4000, ErrorCode::close_code);
+                let close = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(truncate(&reason.message, 120)),
+                };
+                self.sink.send(Message::Close(Some(close))).await?;
+            }
+            self.sink.close().await
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+    }
+}
+
+/// Resolves once a close is requested (or every sender is gone, which means
+/// closing as well).
+async fn closing(rx: &mut watch::Receiver<CloseReason>) {
+    let _ = rx.wait_for(Option::is_some).await;
+}
+
+/// Close reasons are limited to 123 bytes by the WebSocket protocol.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,247 @@
+//! Test harness: a real server on 127.0.0.1:0 with its own data directory,
+//! and small WebSocket / HTTP / SSE clients that speak the wire protocol.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tether_server::{Config, Server};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any single expected frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+}
+
+impl TestServer {
+    /// Starts a server in dev mode with a fresh data directory.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts a server after letting the test adjust the config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("data"),
+            dev: true,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        let base = format!("http://{}", server.addr());
+        TestServer {
+            server: Some(server),
+            dir,
+            base,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base.replace("http://", "ws://"))
+    }
+
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(&self.ws_url()).await
+    }
+
+    pub fn http(&self) -> Http {
+        Http {
+            base: self.base.clone(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// A raw protocol client over a real WebSocket.
+pub struct Ws {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub connected: Value,
+    next_req: u64,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        let mut ws = Ws {
+            socket,
+            connected: Value::Null,
+            next_req: 1,
+        };
+        ws.connected = ws.recv_type("connected").await;
+        ws
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(WsMessage::Text(frame.to_string().into()))
+            .await
+            .expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket
+            .send(WsMessage::Text(text.to_owned().into()))
+            .await
+            .expect("send frame");
+    }
+
+    /// Sends a frame with a fresh `req` and returns the req.
+    pub async fn request(&mut self, mut frame: Value) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        frame["req"] = json!(req);
+        self.send(frame).await;
+        req
+    }
+
+    /// The next JSON frame, skipping heartbeats. Panics on timeout/close.
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(WAIT).await.expect("a frame before timeout")
+    }
+
+    /// The next JSON frame within `wait`, skipping heartbeats; `None` on
+    /// timeout or close.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+                .ok()?;
+            match msg {
+                WsMessage::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if value["type"] != "heartbeat" {
+                        return Some(value);
+                    }
+                }
+                WsMessage::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Receives until a frame of `kind` arrives (others are dropped).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The reply to `req`, skipping other frames.
+    pub async fn reply(&mut self, req: u64) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["req"] == json!(req) {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn publish(&mut self, channel: &str, message: Value) -> Value {
+        let req = self
+            .request(json!({"type": "publish", "channel": channel, "message": message}))
+            .await;
+        self.reply(req).await
+    }
+
+    pub async fn append(&mut self, channel: &str, serial: &str, data: &str) -> Value {
+        let req = self
+            .request(json!({"type": "append", "channel": channel, "serial": serial, "data": data}))
+            .await;
+        self.reply(req).await
+    }
+
+    /// Attaches and returns the `attached` frame.
+    pub async fn attach(&mut self, channel: &str, extra: Value) -> Value {
+        let mut frame = json!({"type": "attach", "channel": channel});
+        if let (Some(obj), Some(extra)) = (frame.as_object_mut(), extra.as_object()) {
+            obj.extend(extra.clone());
+        }
+        let req = self.request(frame).await;
+        let reply = self.reply(req).await;
+        assert_eq!(reply["type"], "attached", "attach failed: {reply}");
+        reply
+    }
+}
+
+/// A JSON HTTP client.
+pub struct Http {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// All current messages of a channel, oldest first.
+    pub async fn history(&self, channel: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!(
+                "/channels/{channel}/messages?direction=forwards&limit=1000"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Folds `message` frames' events the way clients do: `tether_core::View`.
+pub fn fold(view: &mut tether_core::View, frame: &Value) -> bool {
+    let event: tether_core::Message =
+        serde_json::from_value(frame["message"].clone()).expect("event parses");
+    view.apply(&event)
+}
+
+/// The view as JSON, to compare with history.
+pub fn view_json(view: &tether_core::View) -> Vec<Value> {
+    view.messages()
+        .map(|m| serde_json::to_value(m).expect("serializes"))
+        .collect()
+}
