@@ -83,6 +83,7 @@ pub struct Message {
 
 /// What a publisher supplies for a new message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewMessage {
     /// Optional idempotency key; a repeat within the window is not stored again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +101,7 @@ pub struct NewMessage {
 
 /// A fragment to concatenate onto a message's string data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppendOp {
     /// The fragment.
     pub data: String,
@@ -114,6 +116,7 @@ pub struct AppendOp {
 /// A partial new version of a message. Absent fields are left as they are;
 /// `extras` keys are merged one level deep, a key set to `null` is removed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateOp {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +137,7 @@ pub struct UpdateOp {
 
 /// A soft delete: the message becomes a tombstone in its original place.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteOp {
     /// Why it was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -89,7 +89,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("TETHER_").split("__"))
+            // TETHER_LOG (log filter), TETHER_CONFIG (this file's path) and
+            // the CLI's TETHER_URL / TETHER_TOKEN are not server settings.
+            .merge(
+                Env::prefixed("TETHER_")
+                    .ignore(&["log", "config", "url", "token"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;

@@ -73,6 +73,8 @@ pub struct Ws {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub connected: Value,
     next_req: u64,
+    /// Frames set aside while waiting for a reply, delivered by `recv` first.
+    backlog: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
@@ -84,6 +86,7 @@ impl Ws {
             socket,
             connected: Value::Null,
             next_req: 1,
+            backlog: std::collections::VecDeque::new(),
         };
         ws.connected = ws.recv_type("connected").await;
         ws
@@ -120,6 +123,13 @@ impl Ws {
     /// The next JSON frame within `wait`, skipping heartbeats; `None` on
     /// timeout or close.
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        self.read_socket(wait).await
+    }
+
+    async fn read_socket(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.socket.next())
@@ -139,23 +149,28 @@ impl Ws {
         }
     }
 
-    /// Receives until a frame of `kind` arrives (others are dropped).
+    /// The first frame of `kind`; frames of other kinds are set aside.
     pub async fn recv_type(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = self.recv().await;
-            if frame["type"] == kind {
+        self.recv_matching(|f| f["type"] == kind).await
+    }
+
+    /// The reply to `req`; other frames are set aside.
+    pub async fn reply(&mut self, req: u64) -> Value {
+        self.recv_matching(|f| f["req"] == json!(req)).await
+    }
+
+    async fn recv_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&wanted) {
+            if let Some(frame) = self.backlog.remove(i) {
                 return frame;
             }
         }
-    }
-
-    /// The reply to `req`, skipping other frames.
-    pub async fn reply(&mut self, req: u64) -> Value {
         loop {
-            let frame = self.recv().await;
-            if frame["req"] == json!(req) {
+            let frame = self.read_socket(WAIT).await.expect("a frame before timeout");
+            if wanted(&frame) {
                 return frame;
             }
+            self.backlog.push_back(frame);
         }
     }
 
@@ -244,4 +259,81 @@ pub fn view_json(view: &tether_core::View) -> Vec<Value> {
     view.messages()
         .map(|m| serde_json::to_value(m).expect("serializes"))
         .collect()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A minimal SSE reader over a real HTTP response.
+pub struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Sse {
+    /// Opens `GET {base}{path}`, optionally with `Last-Event-ID`.
+    pub async fn connect(base: &str, path: &str, last_event_id: Option<&str>) -> Sse {
+        let mut request = reqwest::Client::new().get(format!("{base}{path}"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("SSE request");
+        assert_eq!(response.status().as_u16(), 200, "SSE status");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "SSE content type"
+        );
+        Sse {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped). Panics on timeout or end.
+    pub async fn next(&mut self) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event.event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if event.event.is_empty() && data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                event.data = serde_json::from_str(&data).expect("SSE data is JSON");
+                return event;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("SSE event before timeout")
+                .expect("SSE body")
+                .expect("SSE stream still open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// The next event named `kind`.
+    pub async fn next_of(&mut self, kind: &str) -> SseEvent {
+        loop {
+            let event = self.next().await;
+            if event.event == kind {
+                return event;
+            }
+        }
+    }
 }
