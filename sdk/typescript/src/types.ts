@@ -1,0 +1,207 @@
+/**
+ * Wire and public types for Tether protocol version 1 (docs/protocol.md).
+ *
+ * Field names follow the wire format (snake_case) for messages, because the
+ * same objects are stored, shown and sent back; SDK-made values (acks,
+ * options) use camelCase.
+ */
+
+/**
+ * `EPOCH-SEQUENCE`, fixed width. Compare serials as strings (`<`, `>`):
+ * string order is log order. Never do arithmetic on them.
+ */
+export type Serial = string;
+
+/** What the latest operation did to a message (for an event: the operation it carries). */
+export type Action = 'create' | 'append' | 'update' | 'delete';
+
+/** Who made a version of a message, when, and why. Highest `serial` wins. */
+export interface Version {
+  serial: Serial;
+  timestamp: number;
+  client_id?: string;
+  description?: string;
+  metadata?: unknown;
+}
+
+/**
+ * A message as stored (history, get message) and as an event on a
+ * subscription. As an `append` event, `data` is only the fragment and `name`/
+ * `extras` are present only if the append replaced them.
+ */
+export interface Message {
+  serial: Serial;
+  id: string;
+  name?: string;
+  data: unknown;
+  extras?: Record<string, unknown>;
+  client_id?: string;
+  connection_id?: string;
+  timestamp: number;
+  action: Action;
+  version: Version;
+}
+
+/** A new message to publish. Without `id` the SDK generates one so a resend after a drop is deduplicated. */
+export interface NewMessage {
+  id?: string;
+  name?: string;
+  data?: unknown;
+  extras?: Record<string, unknown>;
+}
+
+/** Replacements carried by an append; both replace (not merge) when given. */
+export interface AppendOptions {
+  name?: string;
+  extras?: Record<string, unknown>;
+}
+
+/** A partial new version: `name`/`data` replace, `extras` keys merge one level deep (`null` removes). */
+export interface UpdatePatch {
+  name?: string;
+  data?: unknown;
+  extras?: Record<string, unknown>;
+  description?: string;
+  metadata?: unknown;
+}
+
+/** Why a message was deleted (kept on the tombstone version). */
+export interface DeleteOptions {
+  description?: string;
+  metadata?: unknown;
+}
+
+/** The server's acknowledgement of a publish or mutation. */
+export interface Ack {
+  /** The message's serial (for a publish: the new message). */
+  serial: Serial;
+  /** The serial of the version this operation made (for a duplicate publish: the original's). */
+  versionSerial: Serial;
+  /** True when a publish repeated an id seen within the idempotency window: nothing new was stored. */
+  duplicate: boolean;
+}
+
+/** How an attach honoured the requested position. */
+export type Continuity = 'new' | 'resumed' | 'lost';
+
+/** Connection state of a client (WebSocket) or of its streams (SSE). */
+export type ConnectionState = 'initialized' | 'connecting' | 'connected' | 'disconnected' | 'closed' | 'failed';
+
+/** Options of {@link Channel.history}. Times are ms since the Unix epoch, bounds inclusive. */
+export interface HistoryOptions {
+  /** Page size, 1-1000 (server default 100). */
+  limit?: number;
+  /** `backwards` (newest first, the server default) or `forwards`. */
+  direction?: 'backwards' | 'forwards';
+  /** Start from a previous page's `next` cursor. */
+  cursor?: string;
+  /** Lowest serial (inclusive). */
+  start?: Serial;
+  /** Highest serial (inclusive). */
+  end?: Serial;
+  /** Earliest creation time (inclusive). */
+  fromTime?: number;
+  /** Latest creation time (inclusive). */
+  toTime?: number;
+}
+
+/** One page of history: the current version of each message. */
+export interface HistoryPage {
+  messages: Message[];
+  /** Cursor for the next page, `null` on the last one. */
+  next: string | null;
+}
+
+/** The log's bounds (`GET /channels/{channel}`). */
+export interface ChannelInfo {
+  channel: string;
+  epoch: number | null;
+  first: Serial | null;
+  position: Serial | null;
+}
+
+/** Server limits announced in the `connected` frame. */
+export interface ServerLimits {
+  max_frame_bytes?: number;
+  max_message_bytes?: number;
+  max_channels?: number;
+}
+
+/** The wire error shape. */
+export interface ErrorInfo {
+  code: number;
+  message: string;
+}
+
+/** Frames the server sends on the WebSocket. */
+export type ServerFrame =
+  | {
+      type: 'connected';
+      protocol: number;
+      connection_id: string;
+      heartbeat_ms?: number;
+      idle_timeout_ms?: number;
+      limits?: ServerLimits;
+    }
+  | { type: 'attached'; req?: number; channel: string; continuity: Continuity; error?: ErrorInfo }
+  | { type: 'message'; channel: string; position?: Serial; message: Message }
+  /**
+   * Sent once a (re)attach has caught up and events are live. Its
+   * `position` (present when exact) lets a client that received nothing (an
+   * empty or quiet channel) resume exactly.
+   */
+  | { type: 'synced'; channel: string; position?: Serial }
+  | { type: 'detached'; req?: number; channel: string; error?: ErrorInfo }
+  | { type: 'ack'; req?: number; serial: Serial; version_serial: Serial; duplicate?: boolean }
+  | { type: 'error'; req?: number; channel?: string; code: number; message: string }
+  | { type: 'pong'; req?: number }
+  | { type: 'heartbeat' };
+
+/** Frames the client sends (without `req`, which the connection assigns). */
+export type ClientFrame =
+  | { type: 'attach'; channel: string; from?: Serial; rewind?: number }
+  | { type: 'detach'; channel: string }
+  | { type: 'publish'; channel: string; message: NewMessage }
+  | ({ type: 'append'; channel: string; serial: Serial; data: string } & AppendOptions)
+  | ({ type: 'update'; channel: string; serial: Serial } & UpdatePatch)
+  | ({ type: 'delete'; channel: string; serial: Serial } & DeleteOptions)
+  | { type: 'ping' };
+
+/** A publish or mutation, transport-independent. */
+export type Mutation = Extract<ClientFrame, { type: 'publish' | 'append' | 'update' | 'delete' }>;
+
+/**
+ * The subset of the browser `WebSocket` the SDK uses, so the browser's, Node
+ * 22's global and the `ws` package's constructors all fit.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A `WebSocket` constructor (browser global, or `import { WebSocket } from 'ws'` on Node 20). */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** The subset of `EventSource` the SSE transport uses. */
+export interface EventSourceLike {
+  readonly readyState: number;
+  onopen: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  addEventListener(type: string, listener: (ev: any) => void): void;
+  close(): void;
+}
+
+/** An `EventSource` constructor. */
+export type EventSourceConstructor = new (url: string) => EventSourceLike;
+
+/** The subset of the Web Storage API used for persistence (`sessionStorage`, or an in-memory stand-in). */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
