@@ -33,6 +33,9 @@ pub enum ErrorCode {
     InvalidParameter,
     /// The credential is missing or invalid.
     Unauthorized,
+    /// The token has expired; renew it (an `auth` frame on a live
+    /// connection) and resume.
+    TokenExpired,
     /// The credential is valid but lacks the capability.
     Forbidden,
     /// No message with that serial exists on the channel.
@@ -53,6 +56,8 @@ pub enum ErrorCode {
     TooManyChannels,
     /// The client sent too many requests.
     RateLimited,
+    /// The server, or the key, has as many connections as allowed.
+    TooManyConnections,
     /// The client did not read its socket fast enough; it was disconnected
     /// and should resume from its last position.
     TooSlow,
@@ -68,7 +73,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownFrameType,
         ErrorCode::InvalidChannelName,
@@ -79,6 +84,7 @@ impl ErrorCode {
         ErrorCode::InvalidMessageId,
         ErrorCode::InvalidParameter,
         ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
         ErrorCode::MessageNotFound,
         ErrorCode::NotFound,
@@ -88,6 +94,7 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::TooManyChannels,
         ErrorCode::RateLimited,
+        ErrorCode::TooManyConnections,
         ErrorCode::TooSlow,
         ErrorCode::IdleTimeout,
         ErrorCode::Internal,
@@ -108,6 +115,7 @@ impl ErrorCode {
             ErrorCode::InvalidMessageId => 40007,
             ErrorCode::InvalidParameter => 40008,
             ErrorCode::Unauthorized => 40100,
+            ErrorCode::TokenExpired => 40101,
             ErrorCode::Forbidden => 40300,
             ErrorCode::MessageNotFound => 40400,
             ErrorCode::NotFound => 40401,
@@ -118,6 +126,7 @@ impl ErrorCode {
             ErrorCode::TooManyChannels => 42900,
             ErrorCode::RateLimited => 42901,
             ErrorCode::TooSlow => 42902,
+            ErrorCode::TooManyConnections => 42903,
             ErrorCode::IdleTimeout => 40800,
             ErrorCode::Internal => 50000,
             ErrorCode::StorageUnavailable => 50300,
@@ -145,6 +154,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => 4002,
             ErrorCode::Unauthorized => 4003,
             ErrorCode::Forbidden => 4004,
+            ErrorCode::TokenExpired => 4005,
             ErrorCode::TooSlow => 4008,
             ErrorCode::FrameTooLarge => 4009,
             ErrorCode::RateLimited => 4029,

@@ -38,6 +38,10 @@ pub struct Stamp<'a> {
     pub client_id: Option<&'a str>,
     /// The caller's connection, if it came over a connection.
     pub connection_id: Option<&'a str>,
+    /// The caller may only append to, update or delete messages it created
+    /// (its capability is `message-*-own`, not `-any`). Checked here, in the
+    /// same step as the write, so ownership cannot change in between.
+    pub own_only: bool,
 }
 
 /// Why an operation was refused. Nothing is written when this happens.
@@ -74,6 +78,9 @@ pub enum FoldError {
     /// `extras` must be a JSON object.
     #[error("extras must be a JSON object")]
     ExtrasNotObject,
+    /// The caller may only change its own messages, and this is not one.
+    #[error("message {0} was created by another client; you may only change your own")]
+    NotOwner(Serial),
 }
 
 impl FoldError {
@@ -88,6 +95,7 @@ impl FoldError {
             FoldError::InvalidId => ErrorCode::InvalidMessageId,
             FoldError::AlreadyExists(_) => ErrorCode::Internal,
             FoldError::ExtrasNotObject => ErrorCode::BadRequest,
+            FoldError::NotOwner(_) => ErrorCode::Forbidden,
         }
     }
 }
@@ -125,6 +133,12 @@ pub fn apply(
         match current {
             None => return Err(FoldError::NotFound(target)),
             Some(m) if m.action == Action::Delete => return Err(FoldError::Deleted(target)),
+            Some(m)
+                if stamp.own_only
+                    && (m.client_id.is_none() || m.client_id.as_deref() != stamp.client_id) =>
+            {
+                return Err(FoldError::NotOwner(target));
+            }
             Some(_) => {}
         }
     }
@@ -268,10 +282,12 @@ impl View {
     /// event already reflected (a repeat, or a fragment older than a
     /// snapshot) and for a fragment of a message the view never saw.
     pub fn apply(&mut self, event: &Message) -> bool {
-        if let Some(existing) = self.messages.get(&event.serial) {
-            if existing.version.serial >= event.version.serial {
-                return false;
-            }
+        if self
+            .messages
+            .get(&event.serial)
+            .is_some_and(|existing| existing.version.serial >= event.version.serial)
+        {
+            return false;
         }
         match event.action {
             Action::Append => {

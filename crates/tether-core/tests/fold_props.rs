@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use tether_core::{
-    AppendOp, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp, UpdateOp,
-    View, apply,
+    AppendOp, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp, UpdateOp, View,
+    apply,
 };
 
 /// An operation on the n-th message created so far (modulo how many exist).
@@ -68,9 +68,8 @@ fn run(steps: &[Step]) -> (BTreeMap<Serial, Message>, Vec<Message>) {
                     target,
                     update: UpdateOp {
                         data: data.map(Value::String),
-                        extras: extras.map(|(k, v)| {
-                            obj(json!({ k: v.map_or(Value::Null, Value::from) }))
-                        }),
+                        extras: extras
+                            .map(|(k, v)| obj(json!({ k: v.map_or(Value::Null, Value::from) }))),
                         ..UpdateOp::default()
                     },
                 },
@@ -90,6 +89,7 @@ fn run(steps: &[Step]) -> (BTreeMap<Serial, Message>, Vec<Message>) {
             timestamp: seq,
             client_id: Some("c"),
             connection_id: None,
+            own_only: false,
         };
         let target = op.target();
         let current = target.and_then(|t| states.get(&t));
@@ -127,7 +127,9 @@ fn as_map(view: &View) -> BTreeMap<Serial, Message> {
 
 /// The states after the first `k` events, as a server would have stored.
 fn states_after(events: &[Message], k: usize) -> Vec<Message> {
-    as_map(&fold(events[..k].iter().cloned())).into_values().collect()
+    as_map(&fold(events[..k].iter().cloned()))
+        .into_values()
+        .collect()
 }
 
 proptest! {
@@ -204,6 +206,7 @@ fn rejections() {
         timestamp: 0,
         client_id: None,
         connection_id: None,
+        own_only: false,
     };
     let append = Operation::Append {
         target: deleted.serial,
@@ -262,5 +265,8 @@ fn rejections() {
         id: Some("has space".into()),
         ..NewMessage::default()
     });
-    assert_eq!(apply(None, bad_id, &stamp, &LIMITS), Err(FoldError::InvalidId));
+    assert_eq!(
+        apply(None, bad_id, &stamp, &LIMITS),
+        Err(FoldError::InvalidId)
+    );
 }

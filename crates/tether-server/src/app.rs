@@ -11,10 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http;
+use crate::limits::ConnectionSlots;
 
 /// Events a channel's broadcast buffer holds before a slow subscriber lags
 /// and falls back to reading the log.
@@ -31,6 +33,10 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// Verifies credentials.
+    pub auth: Arc<Authenticator>,
+    /// Connection caps.
+    pub slots: Arc<ConnectionSlots>,
 }
 
 /// Why a server could not start.
@@ -44,6 +50,9 @@ pub enum StartError {
         /// The store's error.
         source: tether_store::StoreError,
     },
+    /// A configured public key is unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::BadPublicKey),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -66,6 +75,15 @@ impl Server {
     /// Opens the store and starts serving on `config.listen` (port 0 picks
     /// a free port; see [`Server::addr`]).
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        let auth = Arc::new(Authenticator::new(
+            config.dev,
+            config.keys.clone(),
+            &config.public_keys,
+        )?);
+        let slots = Arc::new(ConnectionSlots::new(
+            config.max_connections,
+            config.max_connections_per_key,
+        ));
         let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
@@ -98,6 +116,8 @@ impl Server {
             config: Arc::new(config),
             shutdown: shutdown.clone(),
             metrics: metrics_handle(),
+            auth,
+            slots,
         };
         let router: Router = http::router(app);
         let mut graceful = shutdown;
@@ -144,6 +164,15 @@ impl Server {
 /// so no watch guard is held across an await in `select!` arms.
 pub async fn flipped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
+}
+
+/// Sleeps for `duration`, or forever when there is none (a credential
+/// without expiry).
+pub async fn sleep_or_forever(duration: Option<std::time::Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The process-wide Prometheus recorder. Installed once; servers started

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tether_core::{NamespaceSettings, Namespaces};
 use tether_store::FsyncMode;
 
+use crate::auth::{KeyConfig, PublicKeyConfig};
+
 /// Everything `tether serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,13 +37,30 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Most channels one WebSocket connection may attach.
     pub max_channels_per_connection: usize,
-    /// Frames queued for one slow connection before it is disconnected.
+    /// Frames queued for one connection; bursts beyond it wait for the
+    /// socket to drain.
     pub outbound_queue: usize,
+    /// How long a full outbound queue may stay full before the connection
+    /// is closed as too slow (ms).
+    pub slow_consumer_timeout_ms: u64,
     /// Messages of current state sent after a continuity loss when the
     /// client asked for no rewind.
     pub rewind_on_lost: usize,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// API keys by name. `--key name:secret` adds one with every capability.
+    pub keys: HashMap<String, KeyConfig>,
+    /// Public keys of external token issuers, by `kid`.
+    pub public_keys: HashMap<String, PublicKeyConfig>,
+    /// Most open connections (WebSocket and SSE) on this server.
+    pub max_connections: usize,
+    /// Most open connections per API key (tokens count against their key).
+    pub max_connections_per_key: usize,
+    /// Sustained mutations (publish/append/update/delete) per second per
+    /// connection; bursts up to `publish_burst` are allowed.
+    pub publish_rate_per_sec: u32,
+    /// Largest burst of mutations a connection may send at once.
+    pub publish_burst: u32,
     /// Settings for channels whose namespace has no entry below.
     pub namespace_defaults: NamespaceSettings,
     /// Settings per namespace (the part of a channel name before `:`).
@@ -60,9 +79,16 @@ impl Default for Config {
             idle_timeout_ms: 45_000,
             max_frame_bytes: 128 * 1024,
             max_channels_per_connection: 100,
-            outbound_queue: 4096,
+            outbound_queue: 1024,
+            slow_consumer_timeout_ms: 5_000,
             rewind_on_lost: 100,
             log_format: "text".into(),
+            keys: HashMap::new(),
+            public_keys: HashMap::new(),
+            max_connections: 10_000,
+            max_connections_per_key: 5_000,
+            publish_rate_per_sec: 500,
+            publish_burst: 2_000,
             namespace_defaults: NamespaceSettings::default(),
             namespaces: HashMap::new(),
         }
@@ -82,8 +108,13 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads the layers. `file` is an optional TOML path; `overrides` are
-    /// the command-line flags that were given (serialized, `None`s skipped).
-    pub fn load(file: Option<&PathBuf>, overrides: impl Serialize) -> Result<Config, ConfigError> {
+    /// the command-line flags that were given (serialized, `None`s skipped);
+    /// `keys` are `name:secret` pairs from `--key`, each granted everything.
+    pub fn load(
+        file: Option<&PathBuf>,
+        overrides: impl Serialize,
+        keys: &[String],
+    ) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
@@ -93,12 +124,29 @@ impl Config {
             // the CLI's TETHER_URL / TETHER_TOKEN are not server settings.
             .merge(
                 Env::prefixed("TETHER_")
-                    .ignore(&["log", "config", "url", "token"])
+                    .ignore(&["log", "config", "url", "token", "key"])
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
+        let mut config: Config = config;
+        for pair in keys {
+            let (name, secret) = pair.split_once(':').ok_or_else(|| {
+                ConfigError::Inconsistent(format!("--key {pair:?}: expected name:secret"))
+            })?;
+            config.keys.insert(
+                name.to_owned(),
+                KeyConfig {
+                    secret: secret.to_owned(),
+                    capabilities: tether_core::Capabilities::all(),
+                },
+            );
+        }
+        if config.dev && config.cors_origins.is_empty() {
+            // Development pages are served from anywhere on the machine.
+            config.cors_origins.push("*".into());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -120,6 +168,25 @@ impl Config {
                 "--dev disables authentication and may only listen on a loopback address".into(),
             ));
         }
+        if !self.dev && self.keys.is_empty() && self.public_keys.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "authentication is on but no key is configured: add one with --key name:secret \
+                 (or [keys.NAME] in the config file), or run with --dev on a loopback address"
+                    .into(),
+            ));
+        }
+        for (name, key) in &self.keys {
+            if name.is_empty() || name.contains(':') || key.secret.len() < 16 {
+                return Err(ConfigError::Inconsistent(format!(
+                    "key {name:?}: names must be non-empty without ':' and secrets at least 16 characters"
+                )));
+            }
+        }
+        if self.publish_rate_per_sec == 0 || self.publish_burst == 0 {
+            return Err(ConfigError::Inconsistent(
+                "publish_rate_per_sec and publish_burst must be positive".into(),
+            ));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Inconsistent(
                 "log_format must be text or json".into(),
@@ -139,6 +206,11 @@ impl Config {
     /// Heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Slow-consumer grace period.
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.slow_consumer_timeout_ms)
     }
 
     /// Idle timeout.

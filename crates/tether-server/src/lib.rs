@@ -8,16 +8,20 @@
 //! - [`app`]: assembles store, broker and engine; starts and stops a server.
 //! - [`engine`]: the one entry point for changing and reading channels, and
 //!   [`engine::subscription`], the exact-resume mechanism.
+//! - [`auth`]: API keys, tokens, capabilities; who a caller is.
+//! - [`limits`]: connection caps.
 //! - [`broker`]: in-process fan-out of committed events.
 //! - [`protocol`]: every wire type; the only place frames are built.
 //! - [`ws`]: the WebSocket connection (reader, writer, ack loop, attachments).
 //! - [`http`]: router, REST ([`http::rest`]) and SSE ([`http::sse`]).
 
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod limits;
 pub mod protocol;
 pub mod ws;
 

@@ -1,4 +1,5 @@
-//! The `tether` binary: `tether serve` runs the server.
+//! The `tether` binary: `tether serve` runs the server; `publish`,
+//! `subscribe`, `history` and `stream` are clients (see [`cli`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use tether_server::{Config, Server};
+
+mod cli;
 
 /// Tether: a realtime transport for AI applications.
 #[derive(Debug, Parser)]
@@ -19,6 +22,14 @@ struct Cli {
 enum Command {
     /// Run the server (embedded durable storage, no other service needed).
     Serve(ServeArgs),
+    /// Publish one message.
+    Publish(cli::publish::PublishArgs),
+    /// Print a channel's events as they happen, resuming across reconnects.
+    Subscribe(cli::subscribe::SubscribeArgs),
+    /// Print a channel's messages (current versions).
+    History(cli::history::HistoryArgs),
+    /// Stream standard input into one message, as appends.
+    Stream(cli::stream::StreamArgs),
 }
 
 /// Flags of `tether serve`. Each overrides the config file and `TETHER_*`.
@@ -49,6 +60,11 @@ struct ServeArgs {
     #[arg(long = "cors-origin")]
     #[serde(rename = "cors_origins", skip_serializing_if = "Vec::is_empty")]
     cors_origin: Vec<String>,
+    /// An API key `name:secret` with every capability (repeatable). Keys
+    /// with narrower capabilities go in the config file.
+    #[arg(long = "key", env = "TETHER_KEY")]
+    #[serde(skip)]
+    key: Vec<String>,
     /// Log format: text or json.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,11 +75,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Publish(args) => cli::run(cli::publish::run(args)),
+        Command::Subscribe(args) => cli::run(cli::subscribe::run(args)),
+        Command::History(args) => cli::run(cli::history::run(args)),
+        Command::Stream(args) => cli::run(cli::stream::run(args)),
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_ref(), &args) {
+    let config = match Config::load(args.config.as_ref(), &args, &args.key) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("tether: {err}");

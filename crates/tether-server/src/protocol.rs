@@ -73,6 +73,18 @@ pub enum ClientFrame {
         #[serde(flatten)]
         delete: DeleteOp,
     },
+    /// Authenticate (first frame, when no credential came with the
+    /// upgrade) or renew a token on a live connection.
+    Auth {
+        #[serde(default)]
+        req: Option<u64>,
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        key: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
     /// Liveness check.
     Ping {
         #[serde(default)]
@@ -186,6 +198,10 @@ pub enum ServerFrame<'a> {
     Connected {
         protocol: u32,
         connection_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+        /// False when the connection must send an `auth` frame first.
+        authenticated: bool,
         heartbeat_ms: u64,
         idle_timeout_ms: u64,
         limits: AnnouncedLimits,
@@ -212,6 +228,15 @@ pub enum ServerFrame<'a> {
         channel: Option<&'a str>,
         code: u32,
         message: &'a str,
+    },
+    /// A credential was accepted (first auth or renewal).
+    Authorized {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     /// Reply to a ping.
     Pong {

@@ -20,7 +20,15 @@ struct Process {
 impl Process {
     fn start(dir: &Path, fsync: &str) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--fsync", fsync, "--data-dir"])
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--fsync",
+                fsync,
+                "--data-dir",
+            ])
             .arg(dir)
             .env("TETHER_LOG", "warn")
             .stdout(Stdio::piped())
@@ -29,7 +37,9 @@ impl Process {
             .expect("spawn tether");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read address");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address");
         let base = line
             .trim()
             .strip_prefix("listening on ")
@@ -61,12 +71,16 @@ async fn kill_mid_stream(fsync: &str) {
     let channel = "conversation:crash";
     let process = Process::start(dir.path(), fsync);
     let mut agent = process.ws().await;
-    let created = agent.publish(channel, json!({"data": "", "id": "resp-1"})).await;
+    let created = agent
+        .publish(channel, json!({"data": "", "id": "resp-1"}))
+        .await;
     let serial = created["serial"].as_str().expect("serial").to_owned();
     let edited = agent.publish(channel, json!({"data": "v1"})).await;
     let edited_serial = edited["serial"].as_str().expect("serial").to_owned();
     let req = agent
-        .request(json!({"type": "update", "channel": channel, "serial": edited_serial, "data": "v2"}))
+        .request(
+            json!({"type": "update", "channel": channel, "serial": edited_serial, "data": "v2"}),
+        )
         .await;
     assert_eq!(agent.reply(req).await["type"], "ack");
 
@@ -102,15 +116,21 @@ async fn kill_mid_stream(fsync: &str) {
     assert!(history[0]["version"]["serial"].as_str() >= Some(last_version.as_str()));
     assert_eq!(history[1]["data"], "v2", "acknowledged update survived");
     let (_, versions) = http
-        .get(&format!("/channels/{channel}/messages/{edited_serial}/versions"))
+        .get(&format!(
+            "/channels/{channel}/messages/{edited_serial}/versions"
+        ))
         .await;
     assert_eq!(versions["versions"].as_array().map(Vec::len), Some(2));
 
     // Serials continue after what was there, and idempotency survived.
     let mut agent = process.ws().await;
-    let next = agent.publish(channel, json!({"data": "after restart"})).await;
+    let next = agent
+        .publish(channel, json!({"data": "after restart"}))
+        .await;
     assert!(next["serial"].as_str() > history[0]["version"]["serial"].as_str());
-    let again = agent.publish(channel, json!({"data": "", "id": "resp-1"})).await;
+    let again = agent
+        .publish(channel, json!({"data": "", "id": "resp-1"}))
+        .await;
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["serial"], json!(serial));
     // A subscriber resuming from the last acked position gets the rest.

@@ -41,9 +41,24 @@ async fn websocket_errors_have_stable_codes_and_keep_the_connection() {
     let reply = ws.reply(99).await;
     assert_eq!(reply["code"], 40001, "{reply}");
 
-    expect_error(&mut ws, json!({"type": "attach", "channel": "bad channel"}), 40002).await;
-    expect_error(&mut ws, json!({"type": "attach", "channel": CHANNEL, "from": "yesterday"}), 40003).await;
-    expect_error(&mut ws, json!({"type": "attach", "channel": CHANNEL, "rewind": 5000}), 40008).await;
+    expect_error(
+        &mut ws,
+        json!({"type": "attach", "channel": "bad channel"}),
+        40002,
+    )
+    .await;
+    expect_error(
+        &mut ws,
+        json!({"type": "attach", "channel": CHANNEL, "from": "yesterday"}),
+        40003,
+    )
+    .await;
+    expect_error(
+        &mut ws,
+        json!({"type": "attach", "channel": CHANNEL, "rewind": 5000}),
+        40008,
+    )
+    .await;
 
     let object = ws.publish(CHANNEL, json!({"data": {"k": 1}})).await;
     let object_serial = object["serial"].as_str().expect("serial").to_owned();
@@ -82,13 +97,25 @@ async fn websocket_errors_have_stable_codes_and_keep_the_connection() {
     .await;
     // A message over the 64 KiB limit, and a frame over the 128 KiB limit.
     let big = "x".repeat(70 * 1024);
-    expect_error(&mut ws, json!({"type": "publish", "channel": CHANNEL, "message": {"data": big}}), 41300).await;
+    expect_error(
+        &mut ws,
+        json!({"type": "publish", "channel": CHANNEL, "message": {"data": big}}),
+        41300,
+    )
+    .await;
     let huge = "x".repeat(200 * 1024);
-    expect_error(&mut ws, json!({"type": "publish", "channel": CHANNEL, "message": {"data": huge}}), 41301).await;
+    expect_error(
+        &mut ws,
+        json!({"type": "publish", "channel": CHANNEL, "message": {"data": huge}}),
+        41301,
+    )
+    .await;
     // Appends that would grow a message past the limit are refused too.
     let chunk = "y".repeat(40 * 1024);
     let req = ws
-        .request(json!({"type": "append", "channel": CHANNEL, "serial": text_serial, "data": chunk}))
+        .request(
+            json!({"type": "append", "channel": CHANNEL, "serial": text_serial, "data": chunk}),
+        )
         .await;
     assert_eq!(ws.reply(req).await["type"], "ack");
     expect_error(
@@ -109,7 +136,10 @@ async fn websocket_errors_have_stable_codes_and_keep_the_connection() {
     assert_eq!(ws.reply(req).await["type"], "pong");
     let history = server.http().history(CHANNEL).await;
     assert_eq!(history.len(), 2);
-    assert_eq!(history[1]["data"].as_str().map(str::len), Some(3 + 40 * 1024));
+    assert_eq!(
+        history[1]["data"].as_str().map(str::len),
+        Some(3 + 40 * 1024)
+    );
     server.stop().await;
 }
 
@@ -117,14 +147,21 @@ async fn websocket_errors_have_stable_codes_and_keep_the_connection() {
 async fn idempotent_publish_stores_one_message() {
     let server = TestServer::start().await;
     let mut ws = server.ws().await;
-    let first = ws.publish(CHANNEL, json!({"id": "prompt-1", "data": "hi"})).await;
-    let again = ws.publish(CHANNEL, json!({"id": "prompt-1", "data": "hi"})).await;
+    let first = ws
+        .publish(CHANNEL, json!({"id": "prompt-1", "data": "hi"}))
+        .await;
+    let again = ws
+        .publish(CHANNEL, json!({"id": "prompt-1", "data": "hi"}))
+        .await;
     assert_eq!(first["duplicate"], false);
     assert_eq!(again["duplicate"], true);
     assert_eq!(first["serial"], again["serial"]);
     let (status, rest) = server
         .http()
-        .post(&format!("/channels/{CHANNEL}/messages"), json!({"id": "prompt-1", "data": "hi"}))
+        .post(
+            &format!("/channels/{CHANNEL}/messages"),
+            json!({"id": "prompt-1", "data": "hi"}),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(rest["duplicate"], true);
@@ -138,9 +175,30 @@ async fn http_errors_have_stable_codes() {
     let server = TestServer::start().await;
     let http = server.http();
     let cases: Vec<(&str, reqwest::Method, String, Option<&str>, u16, u32)> = vec![
-        ("unknown route", reqwest::Method::GET, "/nope".into(), None, 404, 40401),
-        ("bad channel", reqwest::Method::GET, "/channels/a%20b/messages".into(), None, 400, 40002),
-        ("bad serial", reqwest::Method::GET, format!("/channels/{CHANNEL}/messages/xyz"), None, 400, 40003),
+        (
+            "unknown route",
+            reqwest::Method::GET,
+            "/nope".into(),
+            None,
+            404,
+            40401,
+        ),
+        (
+            "bad channel",
+            reqwest::Method::GET,
+            "/channels/a%20b/messages".into(),
+            None,
+            400,
+            40002,
+        ),
+        (
+            "bad serial",
+            reqwest::Method::GET,
+            format!("/channels/{CHANNEL}/messages/xyz"),
+            None,
+            400,
+            40003,
+        ),
         (
             "unknown message",
             reqwest::Method::GET,
@@ -149,9 +207,30 @@ async fn http_errors_have_stable_codes() {
             404,
             40400,
         ),
-        ("limit too big", reqwest::Method::GET, format!("/channels/{CHANNEL}/messages?limit=5000"), None, 400, 40008),
-        ("unknown param", reqwest::Method::GET, format!("/channels/{CHANNEL}/messages?colour=red"), None, 400, 40008),
-        ("bad json", reqwest::Method::POST, format!("/channels/{CHANNEL}/messages"), Some("{oops"), 400, 40000),
+        (
+            "limit too big",
+            reqwest::Method::GET,
+            format!("/channels/{CHANNEL}/messages?limit=5000"),
+            None,
+            400,
+            40008,
+        ),
+        (
+            "unknown param",
+            reqwest::Method::GET,
+            format!("/channels/{CHANNEL}/messages?colour=red"),
+            None,
+            400,
+            40008,
+        ),
+        (
+            "bad json",
+            reqwest::Method::POST,
+            format!("/channels/{CHANNEL}/messages"),
+            Some("{oops"),
+            400,
+            40000,
+        ),
         (
             "append to unknown",
             reqwest::Method::POST,
@@ -160,12 +239,23 @@ async fn http_errors_have_stable_codes() {
             404,
             40400,
         ),
-        ("spoofed client id", reqwest::Method::POST, format!("/channels/{CHANNEL}/messages"), Some(r#"{"data":"x","client_id":"admin"}"#), 400, 40000),
+        (
+            "spoofed client id",
+            reqwest::Method::POST,
+            format!("/channels/{CHANNEL}/messages"),
+            Some(r#"{"data":"x","client_id":"admin"}"#),
+            400,
+            40000,
+        ),
     ];
     for (what, method, path, body, status, code) in cases {
-        let mut request = http.client.request(method, format!("{}{}", http.base, path));
+        let mut request = http
+            .client
+            .request(method, format!("{}{}", http.base, path));
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let response = request.send().await.expect("request");
         assert_eq!(response.status().as_u16(), status, "{what}");
@@ -181,7 +271,11 @@ async fn http_errors_have_stable_codes() {
         .await
         .expect("text");
     assert!(metrics.contains("tether_"), "{metrics}");
-    assert_eq!(server.http().history(CHANNEL).await.len(), 0, "nothing was written");
+    assert_eq!(
+        server.http().history(CHANNEL).await.len(),
+        0,
+        "nothing was written"
+    );
     server.stop().await;
 }
 
@@ -200,7 +294,9 @@ async fn resume_from_before_retention_loses_continuity_then_sends_current_state(
     let mut ws = server.ws().await;
     let mut serials = Vec::new();
     for i in 0..10 {
-        let ack = ws.publish("short:1", json!({"data": format!("m{i}")})).await;
+        let ack = ws
+            .publish("short:1", json!({"data": format!("m{i}")}))
+            .await;
         serials.push(ack["serial"].as_str().expect("serial").to_owned());
     }
     let history = server.http().history("short:1").await;

@@ -19,9 +19,14 @@ async fn clients_converge_on_updates_and_deletes() {
     bob.attach(CHANNEL, json!({})).await;
 
     let first = alice
-        .publish(CHANNEL, json!({"name": "chat", "data": "helo", "extras": {"role": "user", "lang": "en"}}))
+        .publish(
+            CHANNEL,
+            json!({"name": "chat", "data": "helo", "extras": {"role": "user", "lang": "en"}}),
+        )
         .await;
-    let second = alice.publish(CHANNEL, json!({"data": "to be deleted"})).await;
+    let second = alice
+        .publish(CHANNEL, json!({"data": "to be deleted"}))
+        .await;
     let s1 = first["serial"].as_str().expect("serial").to_owned();
     let s2 = second["serial"].as_str().expect("serial").to_owned();
 
@@ -36,8 +41,10 @@ async fn clients_converge_on_updates_and_deletes() {
     drop(bob);
 
     let req = alice
-        .request(json!({"type": "update", "channel": CHANNEL, "serial": s1, "data": "hello",
-            "extras": {"lang": null, "edited": true}, "description": "typo"}))
+        .request(
+            json!({"type": "update", "channel": CHANNEL, "serial": s1, "data": "hello",
+            "extras": {"lang": null, "edited": true}, "description": "typo"}),
+        )
         .await;
     let update_ack = alice.reply(req).await;
     assert_eq!(update_ack["type"], "ack", "{update_ack}");
@@ -78,7 +85,10 @@ async fn clients_converge_on_updates_and_deletes() {
     let history = http.history(CHANNEL).await;
     assert_eq!(history.len(), 2, "a deleted message keeps its place");
     assert_eq!(history[0]["data"], "hello");
-    assert_eq!(history[0]["extras"], json!({"role": "user", "edited": true}));
+    assert_eq!(
+        history[0]["extras"],
+        json!({"role": "user", "edited": true})
+    );
     assert_eq!(history[0]["version"]["description"], "typo");
     assert_eq!(history[1]["action"], "delete");
     assert_eq!(history[1]["data"], json!(null));
@@ -95,7 +105,9 @@ async fn clients_converge_on_updates_and_deletes() {
     assert_eq!(versions[0]["data"], "helo");
     assert_eq!(versions[1]["data"], "hello");
 
-    let (status, one) = http.get(&format!("/channels/{CHANNEL}/messages/{s2}")).await;
+    let (status, one) = http
+        .get(&format!("/channels/{CHANNEL}/messages/{s2}"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(one["action"], "delete");
 
@@ -134,7 +146,10 @@ async fn rest_mutations_and_history_pages() {
     let (status, _) = http
         .send(
             reqwest::Method::PATCH,
-            &format!("/channels/{CHANNEL}/messages/{}", results[0]["serial"].as_str().expect("s")),
+            &format!(
+                "/channels/{CHANNEL}/messages/{}",
+                results[0]["serial"].as_str().expect("s")
+            ),
             json!({"data": "A"}),
         )
         .await;
@@ -142,14 +157,19 @@ async fn rest_mutations_and_history_pages() {
     let (status, deleted) = http
         .send(
             reqwest::Method::DELETE,
-            &format!("/channels/{CHANNEL}/messages/{}", results[1]["serial"].as_str().expect("s")),
+            &format!(
+                "/channels/{CHANNEL}/messages/{}",
+                results[1]["serial"].as_str().expect("s")
+            ),
             json!({}),
         )
         .await;
     assert_eq!(status, 200);
 
     // Backwards pages of two, following the cursor.
-    let (_, page1) = http.get(&format!("/channels/{CHANNEL}/messages?limit=2")).await;
+    let (_, page1) = http
+        .get(&format!("/channels/{CHANNEL}/messages?limit=2"))
+        .await;
     let msgs = page1["messages"].as_array().expect("messages");
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0]["data"], "streamed");
@@ -157,7 +177,9 @@ async fn rest_mutations_and_history_pages() {
     assert_eq!(msgs[1]["data"], "c");
     let cursor = page1["next"].as_str().expect("next cursor");
     let (_, page2) = http
-        .get(&format!("/channels/{CHANNEL}/messages?limit=2&cursor={cursor}"))
+        .get(&format!(
+            "/channels/{CHANNEL}/messages?limit=2&cursor={cursor}"
+        ))
         .await;
     let msgs = page2["messages"].as_array().expect("messages");
     assert_eq!(msgs.len(), 2);
@@ -168,7 +190,9 @@ async fn rest_mutations_and_history_pages() {
     let start = results[1]["serial"].as_str().expect("s");
     let end = results[2]["serial"].as_str().expect("s");
     let (_, bounded) = http
-        .get(&format!("/channels/{CHANNEL}/messages?direction=forwards&start={start}&end={end}"))
+        .get(&format!(
+            "/channels/{CHANNEL}/messages?direction=forwards&start={start}&end={end}"
+        ))
         .await;
     assert_eq!(bounded["messages"].as_array().map(Vec::len), Some(2));
     assert_eq!(bounded["next"], json!(null));

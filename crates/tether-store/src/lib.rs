@@ -1,1 +1,232 @@
-//! placeholder
+//! The durable per-channel log, behind the narrow [`LogStore`] trait.
+//!
+//! # Layout
+//! - this file: the trait and the types that cross it.
+//! - [`fjall_store`]: the embedded implementation on fjall (default).
+//!
+//! # Contract every implementation keeps
+//! - **One writer assigns serials.** Submissions are applied in the order
+//!   [`LogStore::submit`] was called; serial order, log order and the order
+//!   in which [`CommitSink::deliver`] sees events are the same.
+//! - **Acknowledged means durable** (as far as the configured fsync mode
+//!   promises): a [`Receipt`] resolves only after the batch holding the
+//!   operation is committed, and the sink is called after that too.
+//! - **Folding happens in the writer**, atomically with serial assignment
+//!   and the idempotency check, using [`tether_core::apply`].
+//! - Reads never block the writer and never see a half-written batch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tether_core::{
+    ChannelName, ContinuityLost, ErrorCode, FoldError, LogBounds, Message, Operation, Serial,
+};
+use tokio::sync::oneshot;
+
+pub mod fjall_store;
+
+pub use fjall_store::{FjallStore, FsyncMode, StoreConfig};
+
+/// A boxed future, so the trait can be used as `Arc<dyn LogStore>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A request to change a channel, with the identity the server vouches for.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The channel to change.
+    pub channel: ChannelName,
+    /// What to do.
+    pub op: Operation,
+    /// The caller's identity, from its credential (never from the payload).
+    pub client_id: Option<String>,
+    /// The caller's connection, when it came over one.
+    pub connection_id: Option<String>,
+    /// The caller may only append to, update or delete messages it created
+    /// (checked by the writer, atomically with the write).
+    pub own_only: bool,
+}
+
+/// The acknowledgement of an applied operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The serial of the message (of the create).
+    pub serial: Serial,
+    /// The serial of this operation: the message's new version.
+    pub version_serial: Serial,
+    /// True when this was a repeat of an idempotent publish: nothing new was
+    /// written and `serial` is the original message's.
+    pub duplicate: bool,
+}
+
+/// Resolves when the submitted operation is durable (or was refused).
+///
+/// Obtained from [`LogStore::submit`]; awaiting it is separate from
+/// submitting so a connection can pipeline many operations in order.
+pub struct Receipt {
+    rx: oneshot::Receiver<Result<Ack, StoreError>>,
+}
+
+impl Receipt {
+    /// A receipt and the sender the writer completes it with.
+    pub fn channel() -> (oneshot::Sender<Result<Ack, StoreError>>, Receipt) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Receipt { rx })
+    }
+}
+
+impl Future for Receipt {
+    type Output = Result<Ack, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+    }
+}
+
+/// One committed operation, handed to fan-out in serial order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The channel it happened on.
+    pub channel: ChannelName,
+    /// The event subscribers receive; its position in the log is
+    /// `event.version.serial`.
+    pub event: Message,
+}
+
+/// Where the writer hands committed operations, in serial order, after they
+/// are durable. The server plugs its fan-out in here.
+pub trait CommitSink: Send + Sync + 'static {
+    /// Called once per committed batch; must not block.
+    fn deliver(&self, batch: Vec<Arc<Committed>>);
+}
+
+/// Which way history pages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Oldest first.
+    Forwards,
+    /// Newest first (the default, like a chat scrolling up).
+    #[default]
+    Backwards,
+}
+
+/// A page request for history. All bounds are inclusive and combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Order of the page.
+    pub direction: Direction,
+    /// At most this many messages (the caller caps it).
+    pub limit: usize,
+    /// Continue after this serial (exclusive), in `direction`.
+    pub cursor: Option<Serial>,
+    /// Only messages with serial >= this.
+    pub start: Option<Serial>,
+    /// Only messages with serial <= this.
+    pub end: Option<Serial>,
+    /// Only messages created at or after this time (ms since the Unix epoch).
+    pub from_time: Option<u64>,
+    /// Only messages created at or before this time.
+    pub to_time: Option<u64>,
+}
+
+/// A page of current messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryPage {
+    /// Current version of each message, in the requested direction.
+    pub messages: Vec<Message>,
+    /// Cursor for the next page, when there may be more.
+    pub next: Option<Serial>,
+}
+
+/// Everything that can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The operation was refused by the folding rules; nothing was written.
+    #[error(transparent)]
+    Rejected(#[from] FoldError),
+    /// A resume position cannot be served exactly.
+    #[error(transparent)]
+    ContinuityLost(#[from] ContinuityLost),
+    /// The writer has stopped (shutdown or a fatal storage error).
+    #[error("the store is closed")]
+    Closed,
+    /// The storage engine failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// Stored bytes could not be decoded.
+    #[error("corrupt record in {what}: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// The decoder's message.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// The stable code a client is told.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Rejected(e) => e.code(),
+            StoreError::ContinuityLost(_) => ErrorCode::ContinuityLost,
+            StoreError::Closed => ErrorCode::ShuttingDown,
+            StoreError::Storage(_) | StoreError::Corrupt { .. } => ErrorCode::StorageUnavailable,
+        }
+    }
+}
+
+/// The durable log of every channel.
+pub trait LogStore: Send + Sync + 'static {
+    /// Queues an operation. Operations are applied in the order of `submit`
+    /// calls; the returned future completes once the operation is queued
+    /// (waiting only when the writer is saturated, which is back-pressure),
+    /// and the [`Receipt`] once it is durable.
+    fn submit(&self, submission: Submission) -> StoreFuture<'_, Result<Receipt, StoreError>>;
+
+    /// The epoch and sequence range of a channel's log; `None` if the
+    /// channel was never written.
+    fn bounds(
+        &self,
+        channel: &ChannelName,
+    ) -> StoreFuture<'_, Result<Option<LogBounds>, StoreError>>;
+
+    /// Up to `limit` events with position strictly after `after`, oldest
+    /// first: exactly the events live subscribers received, in order.
+    /// Fails with [`StoreError::ContinuityLost`] when `after` cannot be
+    /// served exactly (see [`tether_core::check_resume`]); never returns a
+    /// list with a gap.
+    fn read_log(
+        &self,
+        channel: &ChannelName,
+        after: Serial,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>>;
+
+    /// The current version of one message.
+    fn message(
+        &self,
+        channel: &ChannelName,
+        serial: Serial,
+    ) -> StoreFuture<'_, Result<Option<Message>, StoreError>>;
+
+    /// Every version of one message (create, updates, delete, and the
+    /// current one if appends came after the last of those), oldest first.
+    /// Empty if the message does not exist.
+    fn versions(
+        &self,
+        channel: &ChannelName,
+        serial: Serial,
+    ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>>;
+
+    /// A page of current messages.
+    fn history(
+        &self,
+        channel: &ChannelName,
+        query: HistoryQuery,
+    ) -> StoreFuture<'_, Result<HistoryPage, StoreError>>;
+}

@@ -49,12 +49,14 @@ impl Engine {
     }
 
     /// Queues an operation; await the receipt for the acknowledgement.
-    /// Calls from one task are applied in call order.
+    /// Calls from one task are applied in call order. `own_only` restricts
+    /// a mutation to messages `identity` created (checked by the writer).
     pub async fn submit(
         &self,
         channel: ChannelName,
         op: Operation,
         identity: &Identity,
+        own_only: bool,
     ) -> Result<Receipt, ErrorInfo> {
         metrics::counter!("tether_operations_received_total").increment(1);
         self.store
@@ -63,6 +65,7 @@ impl Engine {
                 op,
                 client_id: identity.client_id.clone(),
                 connection_id: identity.connection_id.clone(),
+                own_only,
             })
             .await
             .map_err(store_error)

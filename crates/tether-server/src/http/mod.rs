@@ -12,8 +12,10 @@ use tether_core::{ErrorCode, ErrorInfo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::app::App;
+use crate::auth::extract::Caller;
 use crate::protocol::ErrorBody;
 use crate::ws;
+use tether_core::capability::Operation;
 
 pub mod rest;
 pub mod sse;
@@ -44,6 +46,7 @@ pub fn router(app: App) -> Router {
             "/channels/{channel}/messages/{serial}/versions",
             get(rest::versions),
         )
+        .route("/keys/{key}/tokens", post(rest::mint_token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -81,7 +84,16 @@ async fn readyz(State(app): State<App>) -> Response {
     "ready".into_response()
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+async fn metrics(State(app): State<App>, Caller(caller): Caller) -> Response {
+    if !caller.capabilities.allows_anywhere(Operation::Stats)
+        || !caller.ceiling.allows_anywhere(Operation::Stats)
+    {
+        return ApiError(ErrorInfo::new(
+            ErrorCode::Forbidden,
+            "reading metrics needs the stats capability",
+        ))
+        .into_response();
+    }
     metrics::gauge!("tether_active_channels").set(app.engine.broker().active_channels() as f64);
     match &app.metrics {
         Some(handle) => handle.render().into_response(),

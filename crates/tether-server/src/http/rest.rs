@@ -15,8 +15,11 @@ use tether_store::{Direction, HistoryQuery};
 
 use super::ApiError;
 use crate::app::App;
+use crate::auth::Principal;
+use crate::auth::extract::Caller;
 use crate::engine::{Identity, store_error};
 use crate::protocol::{self, AckBody, ErrorBody};
+use tether_core::capability::Operation as Cap;
 
 /// Largest history page.
 const MAX_PAGE: usize = 1000;
@@ -44,14 +47,16 @@ enum PublishResult {
 /// `POST /channels/{channel}/messages`
 pub async fn publish(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(channel): Path<String>,
     body: Result<Json<PublishBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let channel = protocol::channel(&channel)?;
-    let identity = Identity::default();
+    caller.require(&channel, Cap::Publish)?;
+    let identity = identity(&caller);
     match body?.0 {
         PublishBody::One(message) => {
-            let ack = apply(&app, channel, Operation::Create(message), &identity).await?;
+            let ack = apply(&app, &caller, channel, Operation::Create(message)).await?;
             Ok((StatusCode::CREATED, Json(ack)).into_response())
         }
         PublishBody::Many(messages) => {
@@ -60,7 +65,12 @@ pub async fn publish(
             for message in messages {
                 receipts.push(
                     app.engine
-                        .submit(channel.clone(), Operation::Create(message), &identity)
+                        .submit(
+                            channel.clone(),
+                            Operation::Create(message),
+                            &identity,
+                            false,
+                        )
                         .await,
                 );
             }
@@ -83,6 +93,7 @@ pub async fn publish(
 /// `POST /channels/{channel}/messages/{serial}/append`
 pub async fn append(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
     body: Result<Json<AppendOp>, JsonRejection>,
 ) -> Result<Json<AckBody>, ApiError> {
@@ -91,12 +102,13 @@ pub async fn append(
         target,
         append: body?.0,
     };
-    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+    Ok(Json(apply(&app, &caller, channel, op).await?))
 }
 
 /// `PATCH /channels/{channel}/messages/{serial}`
 pub async fn update(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
     body: Result<Json<UpdateOp>, JsonRejection>,
 ) -> Result<Json<AckBody>, ApiError> {
@@ -105,12 +117,13 @@ pub async fn update(
         target,
         update: body?.0,
     };
-    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+    Ok(Json(apply(&app, &caller, channel, op).await?))
 }
 
 /// `DELETE /channels/{channel}/messages/{serial}` (body optional)
 pub async fn delete(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
     body: Result<Json<DeleteOp>, JsonRejection>,
 ) -> Result<Json<AckBody>, ApiError> {
@@ -121,24 +134,28 @@ pub async fn delete(
         Err(rejection) => return Err(rejection.into()),
     };
     let op = Operation::Delete { target, delete };
-    Ok(Json(apply(&app, channel, op, &Identity::default()).await?))
+    Ok(Json(apply(&app, &caller, channel, op).await?))
 }
 
 /// `GET /channels/{channel}/messages/{serial}`
 pub async fn get_message(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
 ) -> Result<Json<Message>, ApiError> {
     let (channel, serial) = parse_target(&channel, &serial)?;
+    caller.require(&channel, Cap::History)?;
     Ok(Json(app.engine.message(&channel, serial).await?))
 }
 
 /// `GET /channels/{channel}/messages/{serial}/versions`
 pub async fn versions(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (channel, serial) = parse_target(&channel, &serial)?;
+    caller.require(&channel, Cap::History)?;
     let versions = app.engine.versions(&channel, serial).await?;
     Ok(Json(json!({ "versions": versions })).into_response())
 }
@@ -154,15 +171,24 @@ pub struct HistoryParams {
     end: Option<String>,
     from_time: Option<u64>,
     to_time: Option<u64>,
+    // Credentials may come as query parameters (see auth::extract).
+    #[serde(rename = "token")]
+    _token: Option<String>,
+    #[serde(rename = "key")]
+    _key: Option<String>,
+    #[serde(rename = "client_id")]
+    _client_id: Option<String>,
 }
 
 /// `GET /channels/{channel}/messages`
 pub async fn history(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(channel): Path<String>,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let channel = protocol::channel(&channel)?;
+    caller.require(&channel, Cap::History)?;
     let params = params?.0;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -189,9 +215,11 @@ pub async fn history(
 /// `GET /channels/{channel}`: the log's bounds.
 pub async fn channel_info(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(channel): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = protocol::channel(&channel)?;
+    caller.require(&channel, Cap::History)?;
     let bounds = app.engine.bounds(&channel).await?;
     let first = bounds.and_then(|b| Serial::new(b.epoch, b.first_seq));
     Ok(Json(json!({
@@ -207,13 +235,53 @@ fn parse_target(channel: &str, serial: &str) -> Result<(ChannelName, Serial), Er
     Ok((protocol::channel(channel)?, protocol::serial(serial)?))
 }
 
-/// Submits and waits for the durable acknowledgement.
+/// The identity a REST caller's operations are stamped with.
+fn identity(caller: &Principal) -> Identity {
+    Identity {
+        client_id: caller.client_id.clone(),
+        connection_id: None,
+    }
+}
+
+/// Checks the capability, submits, and waits for the durable acknowledgement.
 async fn apply(
     app: &App,
+    caller: &Principal,
     channel: ChannelName,
     op: Operation,
-    identity: &Identity,
 ) -> Result<AckBody, ErrorInfo> {
-    let receipt = app.engine.submit(channel, op, identity).await?;
+    let own_only = caller.authorize(&channel, &op)?;
+    let receipt = app
+        .engine
+        .submit(channel, op, &identity(caller), own_only)
+        .await?;
     receipt.await.map(AckBody::from).map_err(store_error)
+}
+
+/// `POST /keys/{key}/tokens`: a key holder mints a token for a client.
+pub async fn mint_token(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(key): Path<String>,
+    body: Result<Json<crate::auth::TokenRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if caller.key != key || caller.expires_at.is_some() {
+        return Err(ErrorInfo::new(
+            ErrorCode::Forbidden,
+            format!("only the holder of API key {key} (Basic auth) can mint its tokens"),
+        )
+        .into());
+    }
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(JsonRejection::MissingJsonContentType(_)) => crate::auth::TokenRequest::default(),
+        Err(rejection) => return Err(rejection.into()),
+    };
+    let client_id = request.client_id.clone();
+    let (token, expires_at) = app.auth.mint(&key, request)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": expires_at, "client_id": client_id })),
+    )
+        .into_response())
 }

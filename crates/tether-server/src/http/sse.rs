@@ -20,8 +20,11 @@ use tether_core::{ErrorCode, ErrorInfo};
 
 use super::ApiError;
 use crate::app::App;
+use crate::auth::extract::Caller;
 use crate::engine::{Start, Subscription};
+use crate::limits::Slot;
 use crate::protocol::{self, MAX_REWIND};
+use tether_core::capability::Operation as Cap;
 
 /// Query of the SSE endpoint.
 #[derive(Debug, Default, Deserialize)]
@@ -33,11 +36,14 @@ pub struct StreamParams {
 /// `GET /channels/{channel}/stream`
 pub async fn stream(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(channel): Path<String>,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let channel = protocol::channel(&channel)?;
+    caller.require(&channel, Cap::Subscribe)?;
+    let slot = app.slots.acquire(&caller.key)?;
     let params = params?.0;
     let last_event_id = headers
         .get("last-event-id")
@@ -56,7 +62,18 @@ pub async fn stream(
         .into());
     }
     let subscription = app.engine.subscribe(channel, Start { from, rewind });
-    let body = events(subscription, app.config.heartbeat(), app.shutdown.clone());
+    // The stream ends when the credential expires; the client renews and
+    // resumes with Last-Event-ID.
+    let expires_in = caller
+        .expires_at
+        .map(|exp| Duration::from_secs(exp.saturating_sub(jsonwebtoken::get_current_timestamp())));
+    let body = events(
+        subscription,
+        app.config.heartbeat(),
+        app.shutdown.clone(),
+        expires_in,
+        slot,
+    );
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -82,13 +99,23 @@ fn events(
     mut subscription: Subscription,
     keep_alive: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    expires_in: Option<Duration>,
+    slot: Slot,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(SSE_BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         metrics::gauge!("tether_sse_streams").increment(1.0);
+        let expiry = crate::app::sleep_or_forever(expires_in);
+        tokio::pin!(expiry);
         loop {
             let frame = tokio::select! {
                 _ = tx.closed() => break,
+                _ = &mut expiry => {
+                    let err = ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume with Last-Event-ID");
+                    let _ = tx.send(error_event(&err)).await;
+                    break;
+                }
                 _ = crate::app::flipped(&mut shutdown) => {
                     let err = ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down; reconnect and resume");
                     let _ = tx.send(error_event(&err)).await;

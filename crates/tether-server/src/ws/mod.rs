@@ -15,17 +15,23 @@ use std::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Deserialize;
+use tether_core::capability::Operation as Cap;
+use tether_core::rate::TokenBucket;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tether_store::Receipt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use crate::app::{App, sleep_or_forever};
+use crate::auth::extract::{AuthQuery, CLIENT_ID_HEADER};
+use crate::auth::{Credentials, Principal};
 use crate::engine::{Delivery, Identity, Start, Subscription};
+use crate::http::ApiError;
+use crate::limits::Slot;
 use crate::protocol::{self, AnnouncedLimits, ClientFrame, MAX_REWIND, ServerFrame};
 
 pub mod outbox;
@@ -35,26 +41,63 @@ use outbox::Outbox;
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
 
-/// Query parameters of `GET /ws`.
-#[derive(Debug, Default, Deserialize)]
-pub struct WsQuery {
-    /// Identity to act as. Only honoured until authentication lands; see
-    /// docs/security.md.
-    pub client_id: Option<String>,
-}
+/// Key name that unauthenticated connections (waiting for their `auth`
+/// frame) are counted under, so they are capped like any key.
+const UNAUTHENTICATED: &str = "-";
 
 /// `GET /ws`: upgrades to a WebSocket connection.
+///
+/// A credential may come with the upgrade (header, or `?token=` / `?key=`
+/// since browsers cannot set headers) or, outside `--dev`, as the first
+/// frame (`auth`). A bad credential is refused before the upgrade.
 pub async fn upgrade(
     State(app): State<App>,
-    Query(query): Query<WsQuery>,
+    Query(query): Query<AuthQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let principal = match authenticate_upgrade(&app, &query, &headers) {
+        Ok(principal) => principal,
+        Err(err) => return ApiError(err).into_response(),
+    };
+    let key = principal
+        .as_ref()
+        .map_or(UNAUTHENTICATED, |p| p.key.as_str());
+    let slot = match app.slots.acquire(key) {
+        Ok(slot) => slot,
+        Err(err) => return ApiError(err).into_response(),
+    };
     // The library limit is a backstop well above ours, so that a frame a
     // bit over the limit gets a clear error and the connection survives.
     let hard_limit = app.config.max_frame_bytes.saturating_mul(4);
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| Connection::run(app, socket, query))
+        .on_upgrade(move |socket| Connection::run(app, socket, principal, slot))
+}
+
+/// The caller, or `None` when it will authenticate with its first frame.
+fn authenticate_upgrade(
+    app: &App,
+    query: &AuthQuery,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ErrorInfo> {
+    let credentials =
+        Credentials::from_request(headers, query.token.as_deref(), query.key.as_deref())?;
+    if credentials == Credentials::None && !app.auth.dev() {
+        return Ok(None);
+    }
+    let client_id = headers
+        .get(CLIENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.client_id.clone());
+    app.auth.authenticate(&credentials, client_id).map(Some)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What the ack loop awaits, in submission order.
@@ -66,34 +109,53 @@ enum Pending {
 struct Connection {
     app: App,
     outbox: Outbox,
+    /// `None` until the first `auth` frame when the upgrade had no credential.
+    principal: Option<Principal>,
     identity: Identity,
     attachments: HashMap<ChannelName, JoinHandle<()>>,
     acks: mpsc::Sender<Pending>,
+    /// Rate limit on mutations.
+    bucket: TokenBucket,
+    /// Counts this connection against the server and key caps.
+    _slot: Slot,
 }
 
 impl Connection {
-    async fn run(app: App, socket: WebSocket, query: WsQuery) {
+    async fn run(app: App, socket: WebSocket, principal: Option<Principal>, slot: Slot) {
         let (sink, mut stream) = socket.split();
-        let (outbox, writer) = Outbox::new(app.config.outbound_queue, sink);
+        let (outbox, writer) = Outbox::new(
+            app.config.outbound_queue,
+            app.config.slow_consumer_timeout(),
+            sink,
+        );
         let writer = tokio::spawn(writer.run());
         let (acks, ack_rx) = mpsc::channel(ACK_QUEUE);
         let ack_loop = tokio::spawn(ack_loop(ack_rx, outbox.clone()));
         let connection_id = new_connection_id();
         let mut conn = Connection {
             identity: Identity {
-                client_id: query.client_id,
+                client_id: principal.as_ref().and_then(|p| p.client_id.clone()),
                 connection_id: Some(connection_id.clone()),
             },
+            bucket: TokenBucket::new(
+                app.config.publish_rate_per_sec,
+                app.config.publish_burst,
+                now_ms(),
+            ),
+            principal,
             outbox,
             attachments: HashMap::new(),
             acks,
             app,
+            _slot: slot,
         };
         metrics::gauge!("tether_connections").increment(1.0);
         conn.outbox.send(
             ServerFrame::Connected {
                 protocol: protocol::PROTOCOL_VERSION,
                 connection_id: &connection_id,
+                client_id: conn.identity.client_id.as_deref(),
+                authenticated: conn.principal.is_some(),
                 heartbeat_ms: conn.app.config.heartbeat_ms,
                 idle_timeout_ms: conn.app.config.idle_timeout_ms,
                 limits: AnnouncedLimits {
@@ -109,7 +171,12 @@ impl Connection {
         let mut last_inbound = Instant::now();
         let mut shutdown = conn.app.shutdown.clone();
         loop {
+            let expiry = sleep_or_forever(conn.expires_in());
             tokio::select! {
+                _ = expiry => {
+                    conn.outbox.close(ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume"));
+                    break;
+                }
                 frame = stream.next() => {
                     let Some(Ok(frame)) = frame else { break };
                     last_inbound = Instant::now();
@@ -162,6 +229,22 @@ impl Connection {
             Ok(frame) => frame,
             Err(err) => return self.reply_error(protocol::salvage_req(text), None, err),
         };
+        if let ClientFrame::Auth {
+            req,
+            token,
+            key,
+            client_id,
+        } = frame
+        {
+            return self.on_auth(req, token, key, client_id);
+        }
+        let Some(principal) = self.principal.clone() else {
+            self.outbox.close(ErrorInfo::new(
+                ErrorCode::Unauthorized,
+                "authenticate first: send an auth frame with a token or key",
+            ));
+            return;
+        };
         match frame {
             ClientFrame::Attach {
                 req,
@@ -169,7 +252,10 @@ impl Connection {
                 from,
                 rewind,
             } => {
-                if let Err(err) = self.attach(req, &channel, from.as_deref(), rewind).await {
+                if let Err(err) = self
+                    .attach(&principal, req, &channel, from.as_deref(), rewind)
+                    .await
+                {
                     self.reply_error(req, Some(&channel), err);
                 }
             }
@@ -193,18 +279,101 @@ impl Connection {
                 self.queue_reply(Pending::Ready(ServerFrame::Pong { req }.encode()))
                     .await;
             }
-            mutation => self.submit(mutation).await,
+            mutation => self.submit(&principal, mutation).await,
         }
+    }
+
+    /// Time left on the credential, if it expires.
+    fn expires_in(&self) -> Option<std::time::Duration> {
+        let exp = self.principal.as_ref()?.expires_at?;
+        Some(std::time::Duration::from_millis(
+            exp.saturating_mul(1000).saturating_sub(now_ms()),
+        ))
+    }
+
+    /// First authentication, or renewal. A renewal must keep the identity;
+    /// attachments the new credential no longer allows are detached.
+    fn on_auth(
+        &mut self,
+        req: Option<u64>,
+        token: Option<String>,
+        key: Option<String>,
+        client_id: Option<String>,
+    ) {
+        let credentials = match (token, key) {
+            (Some(token), _) => Ok(Credentials::Token(token)),
+            (None, Some(key)) => Credentials::key(&key),
+            (None, None) => Err(ErrorInfo::new(
+                ErrorCode::BadRequest,
+                "auth needs a token or a key",
+            )),
+        };
+        let wanted = client_id.or_else(|| self.identity.client_id.clone());
+        let principal = match credentials.and_then(|c| self.app.auth.authenticate(&c, wanted)) {
+            Ok(principal) => principal,
+            Err(err) => {
+                // A failed first authentication ends the connection; a
+                // failed renewal leaves the current credential in place.
+                if self.principal.is_none() {
+                    self.outbox.close(err);
+                } else {
+                    self.reply_error(req, None, err);
+                }
+                return;
+            }
+        };
+        if self.principal.is_some() && principal.client_id != self.identity.client_id {
+            let err = ErrorInfo::new(
+                ErrorCode::Forbidden,
+                "a renewed credential must keep the same client_id",
+            );
+            return self.reply_error(req, None, err);
+        }
+        let lost: Vec<ChannelName> = self
+            .attachments
+            .keys()
+            .filter(|channel| !principal.allows(channel, Cap::Subscribe))
+            .cloned()
+            .collect();
+        for channel in lost {
+            if let Some(task) = self.attachments.remove(&channel) {
+                task.abort();
+            }
+            let err = ErrorInfo::new(
+                ErrorCode::Forbidden,
+                format!("your new credential does not grant subscribe on {channel}"),
+            );
+            self.reply_error(None, Some(channel.as_str()), err);
+            self.outbox.send(
+                ServerFrame::Detached {
+                    req: None,
+                    channel: channel.as_str(),
+                }
+                .encode(),
+            );
+        }
+        self.identity.client_id.clone_from(&principal.client_id);
+        self.outbox.send(
+            ServerFrame::Authorized {
+                req,
+                client_id: principal.client_id.as_deref(),
+                expires_at: principal.expires_at,
+            }
+            .encode(),
+        );
+        self.principal = Some(principal);
     }
 
     async fn attach(
         &mut self,
+        principal: &Principal,
         req: Option<u64>,
         channel: &str,
         from: Option<&str>,
         rewind: Option<usize>,
     ) -> Result<(), ErrorInfo> {
         let name = protocol::channel(channel)?;
+        principal.require(&name, Cap::Subscribe)?;
         let from = from.map(protocol::serial).transpose()?;
         let rewind = rewind.unwrap_or(0);
         if rewind > MAX_REWIND {
@@ -234,7 +403,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn submit(&mut self, frame: ClientFrame) {
+    async fn submit(&mut self, principal: &Principal, frame: ClientFrame) {
         let (channel, req, op) = match protocol::operation(frame) {
             Ok(parts) => parts,
             Err(err) => {
@@ -243,14 +412,47 @@ impl Connection {
                     .await;
             }
         };
-        let pending = match protocol::channel(&channel) {
-            Ok(name) => match self.app.engine.submit(name, op, &self.identity).await {
-                Ok(receipt) => Pending::Receipt(req, receipt),
-                Err(err) => Pending::Ready(protocol::error_frame(req, Some(&channel), &err)),
-            },
-            Err(err) => Pending::Ready(protocol::error_frame(req, Some(&channel), &err)),
+        let pending = match self.authorize(principal, &channel, &op) {
+            Ok((name, own_only)) => {
+                match self
+                    .app
+                    .engine
+                    .submit(name, op, &self.identity, own_only)
+                    .await
+                {
+                    Ok(receipt) => Pending::Receipt(req, receipt),
+                    Err(err) => Pending::Ready(protocol::error_frame(req, Some(&channel), &err)),
+                }
+            }
+            Err(err) => {
+                metrics::counter!("tether_client_errors_total").increment(1);
+                Pending::Ready(protocol::error_frame(req, Some(&channel), &err))
+            }
         };
         self.queue_reply(pending).await;
+    }
+
+    /// Validates the channel, the capability and the rate limit of a
+    /// mutation; returns the channel and whether only the caller's own
+    /// messages may be changed.
+    fn authorize(
+        &mut self,
+        principal: &Principal,
+        channel: &str,
+        op: &tether_core::Operation,
+    ) -> Result<(ChannelName, bool), ErrorInfo> {
+        let name = protocol::channel(channel)?;
+        let own_only = principal.authorize(&name, op)?;
+        if !self.bucket.try_take(now_ms()) {
+            return Err(ErrorInfo::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} operations per second (bursts of {}); slow down",
+                    self.app.config.publish_rate_per_sec, self.app.config.publish_burst
+                ),
+            ));
+        }
+        Ok((name, own_only))
     }
 
     /// Replies that must keep their place behind earlier acks.
@@ -275,7 +477,7 @@ async fn ack_loop(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
                 Err(err) => protocol::error_frame(req, None, &crate::engine::store_error(err)),
             },
         };
-        if !outbox.send(frame) {
+        if !outbox.deliver(frame).await {
             return;
         }
     }
@@ -306,7 +508,7 @@ async fn attachment(mut subscription: Subscription, outbox: Outbox, mut req: Opt
                 return;
             }
         };
-        if !outbox.send(frame) {
+        if !outbox.deliver(frame).await {
             return;
         }
     }

@@ -1,10 +1,14 @@
 //! The bounded outbound queue of one WebSocket connection, and the task that
 //! drains it into the socket.
 //!
-//! Producers (attachments, the ack loop, the reader) never wait on the
-//! socket: they `try_send` into a bounded queue. When it is full the client
-//! is too slow, and the connection is closed with `TooSlow` so the client
-//! resumes from the log; memory per connection stays bounded whatever the
+//! The queue is bounded. Control frames (heartbeats, errors) are offered
+//! with `try_send`; a full queue means the client is too slow. Deliveries
+//! and acks wait for room ([`Outbox::deliver`]), but only for a bounded
+//! time: a burst larger than the queue is absorbed while the socket drains,
+//! and a client that stops reading is closed with `TooSlow` after the grace
+//! period. Waiting here never holds up anyone else: each attachment has its
+//! own task, and while it waits its broadcast receiver lags and later
+//! catches up from the log. Memory per connection stays bounded whatever the
 //! client does.
 
 use std::time::Duration;
@@ -19,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::protocol::error_frame;
 
 /// How long a closing connection gets to flush its close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Why and how a connection is being closed.
 pub type CloseReason = Option<ErrorInfo>;
@@ -29,11 +33,17 @@ pub type CloseReason = Option<ErrorInfo>;
 pub struct Outbox {
     frames: mpsc::Sender<Message>,
     close: watch::Sender<CloseReason>,
+    /// How long a delivery may wait for room before the client is too slow.
+    patience: Duration,
 }
 
 impl Outbox {
     /// A queue of `capacity` frames and the writer that drains it.
-    pub fn new(capacity: usize, sink: SplitSink<WebSocket, Message>) -> (Outbox, Writer) {
+    pub fn new(
+        capacity: usize,
+        patience: Duration,
+        sink: SplitSink<WebSocket, Message>,
+    ) -> (Outbox, Writer) {
         let (frames, rx) = mpsc::channel(capacity);
         let (close, close_rx) = watch::channel(None);
         let writer = Writer {
@@ -41,7 +51,39 @@ impl Outbox {
             frames: rx,
             close: close_rx,
         };
-        (Outbox { frames, close }, writer)
+        (
+            Outbox {
+                frames,
+                close,
+                patience,
+            },
+            writer,
+        )
+    }
+
+    /// Queues a JSON frame, waiting for room up to the patience period.
+    /// Returns `false` if the connection is closing (or now closes because
+    /// the client is too slow).
+    pub async fn deliver(&self, frame: Bytes) -> bool {
+        let Ok(text) = Utf8Bytes::try_from(frame) else {
+            return false;
+        };
+        match tokio::time::timeout(self.patience, self.frames.send(Message::Text(text))).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.too_slow();
+                false
+            }
+        }
+    }
+
+    fn too_slow(&self) {
+        metrics::counter!("tether_slow_consumer_disconnects_total").increment(1);
+        self.close(ErrorInfo::new(
+            ErrorCode::TooSlow,
+            "the connection did not read its messages fast enough; resume from your last position",
+        ));
     }
 
     /// Queues a JSON frame. Returns `false` if the connection is closing;
@@ -62,11 +104,7 @@ impl Outbox {
         match self.frames.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("tether_slow_consumer_disconnects_total").increment(1);
-                self.close(ErrorInfo::new(
-                    ErrorCode::TooSlow,
-                    "the connection did not read its messages fast enough; resume from your last position",
-                ));
+                self.too_slow();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

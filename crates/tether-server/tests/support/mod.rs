@@ -160,13 +160,19 @@ impl Ws {
     }
 
     async fn recv_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.backlog.iter().position(&wanted) {
-            if let Some(frame) = self.backlog.remove(i) {
-                return frame;
-            }
+        if let Some(frame) = self
+            .backlog
+            .iter()
+            .position(&wanted)
+            .and_then(|i| self.backlog.remove(i))
+        {
+            return frame;
         }
         loop {
-            let frame = self.read_socket(WAIT).await.expect("a frame before timeout");
+            let frame = self
+                .read_socket(WAIT)
+                .await
+                .expect("a frame before timeout");
             if wanted(&frame) {
                 return frame;
             }
@@ -323,7 +329,8 @@ impl Sse {
                 .expect("SSE event before timeout")
                 .expect("SSE body")
                 .expect("SSE stream still open");
-            self.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
         }
     }
 

@@ -1,0 +1,294 @@
+//! Attached channels: attaching and re-attaching from the last position,
+//! folding events into each channel's view, and fan-out to subscriptions.
+//!
+//! The resume rule (docs/protocol.md, "Resume: the guarantee"): keep the
+//! last `position` the server gave (events and `synced` frames carry one
+//! only when it is exact) and attach with `from` it after a reconnect.
+//! Events replayed around snapshots may repeat; the view's rule "fold only
+//! a version newer than the one held" absorbs them, and only events that
+//! changed the view reach subscribers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tether_core::{ChannelName, ErrorCode, ErrorInfo, Message, Serial, View};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::channel::{ChannelShared, ChannelState, Continuity, Event, SubscribeOptions};
+use crate::error::Error;
+use crate::wire::Outgoing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// To be attached on the current (or next) connection.
+    Pending,
+    /// Attach sent as this request; waiting for `attached`.
+    Attaching(u64),
+    /// Events flow.
+    Attached,
+}
+
+#[derive(Debug)]
+struct Attachment {
+    shared: Arc<ChannelShared>,
+    subscribers: Vec<(u64, mpsc::UnboundedSender<Event>)>,
+    ready: Vec<oneshot::Sender<Result<Continuity, Error>>>,
+    rewind: Option<usize>,
+    /// The last exact position received: where a re-attach resumes.
+    resume_from: Option<Serial>,
+    status: Status,
+}
+
+impl Attachment {
+    fn fan_out(&mut self, event: Event) {
+        self.subscribers
+            .retain(|(_, tx)| tx.send(event.clone()).is_ok());
+    }
+}
+
+/// Every channel someone subscribes to.
+#[derive(Debug, Default)]
+pub(crate) struct Attachments {
+    map: HashMap<ChannelName, Attachment>,
+    /// Channels to detach on the current connection.
+    detaches: Vec<ChannelName>,
+}
+
+impl Attachments {
+    pub(crate) fn subscribe(
+        &mut self,
+        channel: ChannelName,
+        shared: Arc<ChannelShared>,
+        options: SubscribeOptions,
+        id: u64,
+        events: mpsc::UnboundedSender<Event>,
+        ready: oneshot::Sender<Result<Continuity, Error>>,
+    ) {
+        let attachment = self.map.entry(channel).or_insert_with(|| {
+            *shared.view() = View::new();
+            shared.state.send_replace(ChannelState::Attaching);
+            Attachment {
+                shared,
+                subscribers: Vec::new(),
+                ready: Vec::new(),
+                rewind: options.rewind,
+                resume_from: options.from,
+                status: Status::Pending,
+            }
+        });
+        attachment.subscribers.push((id, events));
+        match (attachment.status, &*attachment.shared.state.borrow()) {
+            (Status::Attached, ChannelState::Attached { continuity }) => {
+                let _ = ready.send(Ok(*continuity));
+            }
+            _ => attachment.ready.push(ready),
+        }
+    }
+
+    /// A subscription was dropped; the channel is detached with its last.
+    pub(crate) fn unsubscribe(&mut self, channel: &ChannelName, id: u64, connected: bool) {
+        let Some(attachment) = self.map.get_mut(channel) else {
+            return;
+        };
+        attachment.subscribers.retain(|(sub, _)| *sub != id);
+        if attachment.subscribers.is_empty() {
+            self.remove(channel, connected);
+        }
+    }
+
+    fn remove(&mut self, channel: &ChannelName, connected: bool) {
+        let Some(attachment) = self.map.remove(channel) else {
+            return;
+        };
+        if connected && attachment.status != Status::Pending {
+            self.detaches.push(channel.clone());
+        }
+        *attachment.shared.view() = View::new();
+        attachment.shared.state.send_replace(ChannelState::Detached);
+    }
+
+    /// Frames to send now: detaches, then attaches of pending channels.
+    pub(crate) fn frames(&mut self, next_req: &mut impl FnMut() -> u64) -> Vec<String> {
+        let mut frames: Vec<String> = self
+            .detaches
+            .drain(..)
+            .map(|channel| {
+                Outgoing::Detach {
+                    req: next_req(),
+                    channel: channel.as_str(),
+                }
+                .encode()
+            })
+            .collect();
+        for (channel, attachment) in &mut self.map {
+            if attachment.status != Status::Pending {
+                continue;
+            }
+            let req = next_req();
+            attachment.status = Status::Attaching(req);
+            frames.push(
+                Outgoing::Attach {
+                    req,
+                    channel: channel.as_str(),
+                    from: attachment.resume_from,
+                    // A resume replays what was missed; a rewind is only for
+                    // a start without a position.
+                    rewind: attachment
+                        .rewind
+                        .filter(|_| attachment.resume_from.is_none()),
+                }
+                .encode(),
+            );
+        }
+        frames
+    }
+
+    pub(crate) fn has_frames(&self) -> bool {
+        !self.detaches.is_empty() || self.map.values().any(|a| a.status == Status::Pending)
+    }
+
+    pub(crate) fn on_attached(
+        &mut self,
+        req: Option<u64>,
+        channel: &str,
+        continuity: Continuity,
+        error: Option<ErrorInfo>,
+    ) {
+        let Some(attachment) = self.find(channel) else {
+            return;
+        };
+        // Our reply, or the server re-announcing a loss mid-subscription;
+        // anything else is left over from an earlier attach.
+        let current = match (attachment.status, req) {
+            (Status::Attaching(sent), Some(req)) => sent == req,
+            (Status::Attached, None) => true,
+            _ => false,
+        };
+        if !current {
+            return;
+        }
+        attachment.status = Status::Attached;
+        if continuity == Continuity::Lost {
+            *attachment.shared.view() = View::new();
+            attachment.resume_from = None;
+            let error = error
+                .unwrap_or_else(|| ErrorInfo::new(ErrorCode::ContinuityLost, "continuity lost"));
+            attachment.fan_out(Event::ContinuityLost(error));
+        }
+        attachment
+            .shared
+            .state
+            .send_replace(ChannelState::Attached { continuity });
+        for ready in attachment.ready.drain(..) {
+            let _ = ready.send(Ok(continuity));
+        }
+    }
+
+    pub(crate) fn on_synced(&mut self, channel: &str, position: Option<Serial>) {
+        if let Some(attachment) = self.find(channel) {
+            if attachment.status == Status::Attached && position.is_some() {
+                attachment.resume_from = position;
+            }
+        }
+    }
+
+    /// Folds an event and passes it on if it was new; a channel whose last
+    /// subscription is gone is detached.
+    pub(crate) fn on_message(
+        &mut self,
+        channel: &str,
+        position: Option<Serial>,
+        message: Message,
+        connected: bool,
+    ) {
+        let Some(attachment) = self.find(channel) else {
+            return;
+        };
+        if attachment.status != Status::Attached {
+            return; // left over from a previous attach of the channel
+        }
+        let fresh = {
+            let mut view = attachment.shared.view();
+            let held = view.get(message.serial).map(|m| m.version.serial);
+            if held.is_some_and(|held| held >= message.version.serial) {
+                false
+            } else {
+                // A fragment of a message the view never saw (attached
+                // mid-stream without rewind) is not folded but still passed
+                // on: the subscriber may care.
+                view.apply(&message);
+                true
+            }
+        };
+        if position.is_some() {
+            attachment.resume_from = position;
+        }
+        if fresh {
+            attachment.fan_out(Event::Message(message));
+            if attachment.subscribers.is_empty() {
+                if let Ok(name) = ChannelName::new(channel) {
+                    self.remove(&name, connected);
+                }
+            }
+        }
+    }
+
+    /// An error reply to an attach: the subscriptions end. Returns whether
+    /// `req` was an attach.
+    pub(crate) fn on_attach_error(&mut self, req: u64, info: &ErrorInfo) -> bool {
+        let Some(channel) = self
+            .map
+            .iter()
+            .find(|(_, a)| a.status == Status::Attaching(req))
+            .map(|(c, _)| c.clone())
+        else {
+            return false;
+        };
+        if let Some(attachment) = self.map.remove(&channel) {
+            for ready in attachment.ready {
+                let _ = ready.send(Err(Error::Server(info.clone())));
+            }
+            *attachment.shared.view() = View::new();
+            attachment
+                .shared
+                .state
+                .send_replace(ChannelState::Failed(info.clone()));
+        }
+        true
+    }
+
+    /// Whether the server is sending us events of `channel`.
+    pub(crate) fn is_attached(&self, channel: &str) -> bool {
+        ChannelName::new(channel)
+            .ok()
+            .and_then(|c| self.map.get(&c))
+            .is_some_and(|a| a.status == Status::Attached)
+    }
+
+    /// The connection dropped: every channel is re-attached on the next.
+    pub(crate) fn disconnected(&mut self) {
+        self.detaches.clear();
+        for attachment in self.map.values_mut() {
+            attachment.status = Status::Pending;
+            attachment
+                .shared
+                .state
+                .send_replace(ChannelState::Attaching);
+        }
+    }
+
+    /// The client is closing: subscriptions end, waiters fail.
+    pub(crate) fn close(&mut self) {
+        for (_, attachment) in self.map.drain() {
+            for ready in attachment.ready {
+                let _ = ready.send(Err(Error::Closed));
+            }
+            attachment.shared.state.send_replace(ChannelState::Detached);
+        }
+    }
+
+    fn find(&mut self, channel: &str) -> Option<&mut Attachment> {
+        let name = ChannelName::new(channel).ok()?;
+        self.map.get_mut(&name)
+    }
+}

@@ -1,0 +1,294 @@
+//! The REST half of the API: history, single messages, versions, channel
+//! bounds, and a one-shot publish. Usable on its own (no WebSocket) through
+//! [`Rest`]; a [`crate::Channel`] uses the same client.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tether_core::{ChannelName, ErrorInfo, Message, NewMessage, Serial};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, root_cause};
+use crate::options::ClientOptions;
+
+/// The acknowledgement of an applied operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The message's serial (of its create).
+    pub serial: Serial,
+    /// The serial of the version this operation produced. For an append
+    /// that was confirmed after a reconnect instead of being resent (see
+    /// the crate docs), a version that already includes it.
+    pub version_serial: Serial,
+    /// The server already had this operation and stored nothing new: a
+    /// repeated idempotent publish, or an operation confirmed after a
+    /// reconnect.
+    pub duplicate: bool,
+}
+
+/// Which way a history page goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Oldest first.
+    Forwards,
+    /// Newest first (the server's default).
+    #[default]
+    Backwards,
+}
+
+/// Parameters of `GET /channels/{channel}/messages`. All bounds are
+/// inclusive and combine.
+///
+/// ```
+/// use tether_client::{Direction, HistoryQuery};
+/// let query = HistoryQuery::default().limit(50).direction(Direction::Forwards);
+/// assert_eq!(query.limit, Some(50));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HistoryQuery {
+    /// Page size, 1-1000 (server default 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Order of the page.
+    pub direction: Direction,
+    /// The previous page's [`HistoryPage::next`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Only messages with serial >= this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<Serial>,
+    /// Only messages with serial <= this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<Serial>,
+    /// Only messages created at or after this time (ms since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_time: Option<u64>,
+    /// Only messages created at or before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<u64>,
+}
+
+impl HistoryQuery {
+    /// Sets the page size.
+    pub fn limit(mut self, limit: usize) -> HistoryQuery {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Sets the direction.
+    pub fn direction(mut self, direction: Direction) -> HistoryQuery {
+        self.direction = direction;
+        self
+    }
+
+    /// Continues after a previous page.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> HistoryQuery {
+        self.cursor = Some(cursor.into());
+        self
+    }
+}
+
+/// One page of current messages.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// The current version of each message, in the requested direction.
+    pub messages: Vec<Message>,
+    /// Pass to [`HistoryQuery::cursor`] for the next page; `None` when
+    /// there is no more.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// The bounds of a channel's log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct ChannelInfo {
+    /// The channel.
+    pub channel: String,
+    /// The log's generation; `None` for a channel never written.
+    pub epoch: Option<u64>,
+    /// The oldest position still kept.
+    pub first: Option<Serial>,
+    /// The head: what an up-to-date subscriber holds.
+    pub position: Option<Serial>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorInfo,
+}
+
+#[derive(Deserialize)]
+struct Versions {
+    versions: Vec<Message>,
+}
+
+/// A REST client for one server.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tether_client::Error> {
+/// use tether_client::{ClientOptions, HistoryQuery, Rest};
+/// let rest = Rest::new("http://127.0.0.1:7400", &ClientOptions::default())?;
+/// let mut query = HistoryQuery::default().limit(100);
+/// loop {
+///     let page = rest.history("chat:1", &query).await?;
+///     for message in &page.messages {
+///         println!("{} {}", message.serial, message.data);
+///     }
+///     match page.next {
+///         Some(next) => query = query.cursor(next),
+///         None => break,
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rest {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    token: Option<String>,
+}
+
+impl Rest {
+    /// A client for the server at `url` (`http://host:port`).
+    pub fn new(url: &str, options: &ClientOptions) -> Result<Rest, Error> {
+        Ok(Rest::with_endpoint(Endpoint::parse(url)?, options))
+    }
+
+    pub(crate) fn with_endpoint(endpoint: Endpoint, options: &ClientOptions) -> Rest {
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .build()
+            .unwrap_or_default();
+        Rest {
+            http,
+            endpoint,
+            token: options.token.clone(),
+        }
+    }
+
+    /// A page of a channel's history (current version of each message).
+    pub async fn history(&self, channel: &str, query: &HistoryQuery) -> Result<HistoryPage, Error> {
+        let channel = ChannelName::new(channel)?;
+        let url = self
+            .endpoint
+            .rest(&["channels", channel.as_str(), "messages"]);
+        self.send(self.http.get(url.clone()).query(query), url)
+            .await
+    }
+
+    /// The current version of one message.
+    pub async fn message(&self, channel: &str, serial: Serial) -> Result<Message, Error> {
+        let channel = ChannelName::new(channel)?;
+        let serial = serial.to_string();
+        let url = self
+            .endpoint
+            .rest(&["channels", channel.as_str(), "messages", &serial]);
+        self.send(self.http.get(url.clone()), url).await
+    }
+
+    /// Every version of a message, oldest first.
+    pub async fn versions(&self, channel: &str, serial: Serial) -> Result<Vec<Message>, Error> {
+        let channel = ChannelName::new(channel)?;
+        let serial = serial.to_string();
+        let url = self.endpoint.rest(&[
+            "channels",
+            channel.as_str(),
+            "messages",
+            &serial,
+            "versions",
+        ]);
+        let body: Versions = self.send(self.http.get(url.clone()), url).await?;
+        Ok(body.versions)
+    }
+
+    /// The bounds of a channel's log.
+    pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, Error> {
+        let channel = ChannelName::new(channel)?;
+        let url = self.endpoint.rest(&["channels", channel.as_str()]);
+        self.send(self.http.get(url.clone()), url).await
+    }
+
+    /// Publishes one message over HTTP. For many messages, or streaming,
+    /// a [`crate::Channel`] over the WebSocket is much cheaper.
+    pub async fn publish(&self, channel: &str, message: &NewMessage) -> Result<Ack, Error> {
+        let channel = ChannelName::new(channel)?;
+        let url = self
+            .endpoint
+            .rest(&["channels", channel.as_str(), "messages"]);
+        self.send(self.http.post(url.clone()).json(message), url)
+            .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: reqwest::Url,
+    ) -> Result<T, Error> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| transport(&url, &e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| transport(&url, &e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| Error::Protocol(format!("unexpected body from {url}: {e}")));
+        }
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => Err(Error::Server(error)),
+            Err(_) => Err(Error::Http {
+                url: url.to_string(),
+                reason: format!("HTTP status {status}"),
+            }),
+        }
+    }
+}
+
+/// A failed request as a one-line error; refused connections become
+/// [`Error::Connect`] so callers can treat "server down" alike everywhere.
+fn transport(url: &reqwest::Url, err: &reqwest::Error) -> Error {
+    let reason = root_cause(err);
+    if err.is_connect() || err.is_timeout() {
+        let mut origin = url.clone();
+        origin.set_path("");
+        origin.set_query(None);
+        Error::Connect {
+            url: origin.to_string().trim_end_matches('/').to_owned(),
+            reason,
+        }
+    } else {
+        Error::Http {
+            url: url.to_string(),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_query_encodes_like_the_server_expects() {
+        let query = HistoryQuery::default()
+            .limit(10)
+            .direction(Direction::Forwards)
+            .cursor("c1");
+        let text = serde_json::to_value(&query).expect("serializes");
+        assert_eq!(
+            text,
+            serde_json::json!({"limit": 10, "direction": "forwards", "cursor": "c1"})
+        );
+    }
+
+    #[test]
+    fn pages_decode() {
+        let page: HistoryPage =
+            serde_json::from_str(r#"{"messages":[],"next":null}"#).expect("decodes");
+        assert!(page.messages.is_empty() && page.next.is_none());
+    }
+}

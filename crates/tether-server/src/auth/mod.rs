@@ -1,0 +1,236 @@
+//! Authentication and authorization: who a caller is, and what it may do.
+//!
+//! Two kinds of credential:
+//! - **API keys** (`name:secret`, from config) for trusted back ends. Sent as
+//!   HTTP Basic auth, or `?key=name:secret`. A key holder may say which
+//!   `client_id` it acts as.
+//! - **Tokens** (JWTs) for browsers and devices, minted by a key holder.
+//!   HS256-signed with the key's secret (`kid` = key name), or RS256/ES256
+//!   verified against configured public keys. A token fixes the `client_id`
+//!   and can only narrow its key's capabilities.
+//!
+//! The server, not the payload, sets `client_id` on everything a caller
+//! does; see [`Principal`].
+
+use std::collections::HashMap;
+
+use tether_core::capability::Operation;
+use tether_core::{Capabilities, ChannelName, ErrorCode, ErrorInfo};
+
+pub mod extract;
+
+pub mod credentials;
+pub mod token;
+
+pub use credentials::Credentials;
+pub use token::{TokenClaims, TokenRequest};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The identity stamped on its messages and presence; `None` for an
+    /// anonymous key holder.
+    pub client_id: Option<String>,
+    /// The key it belongs to (the API key used, or the token's `kid`).
+    pub key: String,
+    /// What the credential grants (a token's own claim, or the key's).
+    pub capabilities: Capabilities,
+    /// The key's capabilities: a token never exceeds them.
+    pub ceiling: Capabilities,
+    /// When the credential expires (seconds since the Unix epoch).
+    pub expires_at: Option<u64>,
+}
+
+impl Principal {
+    /// The principal of `--dev` mode: everything, everywhere.
+    pub fn dev(client_id: Option<String>) -> Principal {
+        Principal {
+            client_id,
+            key: "dev".into(),
+            capabilities: Capabilities::all(),
+            ceiling: Capabilities::all(),
+            expires_at: None,
+        }
+    }
+
+    /// Whether the caller may do `op` on `channel`.
+    pub fn allows(&self, channel: &ChannelName, op: Operation) -> bool {
+        self.capabilities.allows(channel, op) && self.ceiling.allows(channel, op)
+    }
+
+    /// `Ok` if allowed, otherwise the `40300` error naming what is missing.
+    pub fn require(&self, channel: &ChannelName, op: Operation) -> Result<(), ErrorInfo> {
+        if self.allows(channel, op) {
+            Ok(())
+        } else {
+            Err(forbidden(channel, op))
+        }
+    }
+
+    /// For an update/append (`update = true`) or delete: `Ok(false)` if the
+    /// caller may change any message, `Ok(true)` if only its own, else 40300.
+    pub fn mutation_scope(&self, channel: &ChannelName, update: bool) -> Result<bool, ErrorInfo> {
+        let (any, own) = if update {
+            (Operation::MessageUpdateAny, Operation::MessageUpdateOwn)
+        } else {
+            (Operation::MessageDeleteAny, Operation::MessageDeleteOwn)
+        };
+        if self.allows(channel, any) {
+            Ok(false)
+        } else if self.allows(channel, own) && self.client_id.is_some() {
+            Ok(true)
+        } else {
+            Err(forbidden(channel, own))
+        }
+    }
+
+    /// Checks that the caller may perform `op` on `channel`. Returns
+    /// whether it may only touch its own messages (see
+    /// [`tether_core::Stamp::own_only`]).
+    pub fn authorize(
+        &self,
+        channel: &ChannelName,
+        op: &tether_core::Operation,
+    ) -> Result<bool, ErrorInfo> {
+        match op {
+            tether_core::Operation::Create(_) => {
+                self.require(channel, Operation::Publish).map(|()| false)
+            }
+            tether_core::Operation::Append { .. } | tether_core::Operation::Update { .. } => {
+                self.mutation_scope(channel, true)
+            }
+            tether_core::Operation::Delete { .. } => self.mutation_scope(channel, false),
+        }
+    }
+
+    /// Whether the credential has expired at `now` (seconds).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|exp| exp <= now)
+    }
+}
+
+fn forbidden(channel: &ChannelName, op: Operation) -> ErrorInfo {
+    ErrorInfo::new(
+        ErrorCode::Forbidden,
+        format!("your credential does not grant {op} on {channel}"),
+    )
+}
+
+/// One configured API key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The shared secret (also signs HS256 tokens).
+    pub secret: String,
+    /// What the key may do; everything when omitted.
+    #[serde(default = "Capabilities::all")]
+    pub capabilities: Capabilities,
+}
+
+/// An external token issuer's public key (RS256 or ES256).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// `RS256` or `ES256`.
+    pub algorithm: String,
+    /// The PEM-encoded public key.
+    pub pem: String,
+    /// The most a token from this issuer may grant.
+    #[serde(default = "Capabilities::all")]
+    pub capabilities: Capabilities,
+}
+
+/// Verifies credentials against the configured keys.
+pub struct Authenticator {
+    dev: bool,
+    keys: HashMap<String, KeyConfig>,
+    issuers: HashMap<String, token::Issuer>,
+}
+
+/// Why an authenticator cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("public key {kid}: {reason}")]
+pub struct BadPublicKey {
+    /// The key id.
+    pub kid: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Authenticator {
+    /// Builds from config. `dev` accepts missing credentials as [`Principal::dev`].
+    pub fn new(
+        dev: bool,
+        keys: HashMap<String, KeyConfig>,
+        public_keys: &HashMap<String, PublicKeyConfig>,
+    ) -> Result<Authenticator, BadPublicKey> {
+        let issuers = public_keys
+            .iter()
+            .map(|(kid, cfg)| Ok((kid.clone(), token::Issuer::new(kid, cfg)?)))
+            .collect::<Result<_, BadPublicKey>>()?;
+        Ok(Authenticator { dev, keys, issuers })
+    }
+
+    /// Whether missing credentials are accepted.
+    pub fn dev(&self) -> bool {
+        self.dev
+    }
+
+    /// Establishes who is calling. `client_id` is what the caller asked to
+    /// act as: honoured for key holders and dev mode, and for a token only
+    /// if it matches the token's own.
+    pub fn authenticate(
+        &self,
+        credentials: &Credentials,
+        client_id: Option<String>,
+    ) -> Result<Principal, ErrorInfo> {
+        match credentials {
+            Credentials::None if self.dev => Ok(Principal::dev(client_id)),
+            Credentials::None => Err(ErrorInfo::new(
+                ErrorCode::Unauthorized,
+                "a credential is required: an API key (Basic auth or ?key=) or a token (Bearer or ?token=)",
+            )),
+            Credentials::Key { name, secret } => {
+                let key = self.key(name, secret)?;
+                Ok(Principal {
+                    client_id,
+                    key: name.clone(),
+                    capabilities: key.capabilities.clone(),
+                    ceiling: key.capabilities.clone(),
+                    expires_at: None,
+                })
+            }
+            Credentials::Token(jwt) => {
+                let principal = token::verify(jwt, &self.keys, &self.issuers)?;
+                if client_id.is_some() && client_id != principal.client_id {
+                    return Err(ErrorInfo::new(
+                        ErrorCode::Forbidden,
+                        "client_id is fixed by your token and cannot be chosen",
+                    ));
+                }
+                Ok(principal)
+            }
+        }
+    }
+
+    /// Checks a key's secret in constant time.
+    pub fn key(&self, name: &str, secret: &str) -> Result<&KeyConfig, ErrorInfo> {
+        use subtle::ConstantTimeEq;
+        let invalid = || ErrorInfo::new(ErrorCode::Unauthorized, "invalid API key");
+        let key = self.keys.get(name).ok_or_else(invalid)?;
+        if bool::from(key.secret.as_bytes().ct_eq(secret.as_bytes())) {
+            Ok(key)
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// Mints a token for the holder of key `name` (already authenticated).
+    pub fn mint(&self, name: &str, request: TokenRequest) -> Result<(String, u64), ErrorInfo> {
+        let key = self
+            .keys
+            .get(name)
+            .ok_or_else(|| ErrorInfo::new(ErrorCode::Unauthorized, "invalid API key"))?;
+        token::mint(name, key, request)
+    }
+}

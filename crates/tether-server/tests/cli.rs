@@ -1,0 +1,286 @@
+//! The `tether` client subcommands, run as the real binary against a
+//! server started in this process.
+
+mod sdk_support;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sdk_support::{Harness, WAIT};
+use serde_json::{Value, json};
+use tether_client::{Message, NewMessage, Serial, View};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+fn tether(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+    command
+        .args(args)
+        .env_remove("TETHER_URL")
+        .env_remove("TETHER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs to completion; returns (exit code, stdout lines, stderr).
+async fn run(args: &[&str]) -> (i32, Vec<String>, String) {
+    let output = tokio::time::timeout(WAIT, tether(args).output())
+        .await
+        .expect("finishes in time")
+        .expect("runs");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    (
+        output.status.code().unwrap_or(-1),
+        stdout.lines().map(str::to_owned).collect(),
+        stderr,
+    )
+}
+
+fn parse<T: serde::de::DeserializeOwned>(line: &str) -> T {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// A running `tether subscribe`, read line by line.
+struct Subscriber {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Subscriber {
+    fn spawn(args: &[&str]) -> Subscriber {
+        let mut child = tether(args).spawn().expect("starts");
+        let stdout = child.stdout.take().expect("stdout");
+        Subscriber {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    async fn next_message(&mut self) -> Message {
+        let line = tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("readable")
+            .expect("still running");
+        parse(&line)
+    }
+}
+
+async fn publish(harness: &Harness, channel: &str, data: &str) -> Serial {
+    harness
+        .rest()
+        .publish(
+            channel,
+            &NewMessage {
+                data: Value::String(data.to_owned()),
+                ..NewMessage::default()
+            },
+        )
+        .await
+        .expect("published")
+        .serial
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_and_subscribe_round_trip() {
+    let harness = Harness::start().await;
+    let url = harness.url();
+    let channel = "conversation:cli";
+    // Subscribing from a known position makes the test independent of when
+    // the subscriber is ready: everything after it is delivered.
+    let marker = publish(&harness, channel, "marker").await.to_string();
+    let mut subscriber =
+        Subscriber::spawn(&["subscribe", channel, "--from", &marker, "--url", &url]);
+
+    let mut streamer = tether(&["stream", channel, "--name", "answer", "--url", &url])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = streamer.stdin.take().expect("stdin");
+    let input = ["alpha\n", "beta\n", "gamma é\n"];
+    for part in input {
+        stdin.write_all(part.as_bytes()).await.expect("write");
+        stdin.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stdin);
+    let output = tokio::time::timeout(WAIT, streamer.wait_with_output())
+        .await
+        .expect("stream ends")
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ack: Value = parse(String::from_utf8_lossy(&output.stdout).trim());
+    let serial: Serial = ack["serial"]
+        .as_str()
+        .expect("serial")
+        .parse()
+        .expect("valid");
+
+    let mut view = View::new();
+    let mut versions = HashSet::new();
+    loop {
+        let event = subscriber.next_message().await;
+        assert_eq!(event.serial, serial, "only the streamed message follows");
+        assert!(versions.insert(event.version.serial), "no repeat");
+        assert!(view.apply(&event));
+        let status = event.extras.as_ref().and_then(|e| e.get("stream"));
+        if status == Some(&json!("complete")) {
+            break;
+        }
+    }
+    let stored = harness
+        .rest()
+        .message(channel, serial)
+        .await
+        .expect("stored");
+    assert_eq!(
+        stored.data,
+        json!(input.concat()),
+        "one message, whole input"
+    );
+    assert_eq!(stored.name.as_deref(), Some("answer"));
+    assert_eq!(
+        view.get(serial),
+        Some(&stored),
+        "subscriber folds to history"
+    );
+    subscriber.child.kill().await.expect("stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_resumes_after_a_server_restart() {
+    let mut harness = Harness::start().await;
+    let url = harness.url();
+    let channel = "chat:resume";
+    let marker = publish(&harness, channel, "marker").await.to_string();
+    let mut subscriber =
+        Subscriber::spawn(&["subscribe", channel, "--from", &marker, "--url", &url]);
+    let before = publish(&harness, channel, "before").await;
+    assert_eq!(subscriber.next_message().await.serial, before);
+
+    harness.restart().await;
+    let mut after = Vec::new();
+    for i in 0..3 {
+        after.push(publish(&harness, channel, &format!("after {i}")).await);
+    }
+    for serial in after {
+        let event = subscriber.next_message().await;
+        assert_eq!(event.serial, serial, "in order, no gap, no repeat");
+    }
+    subscriber.child.kill().await.expect("stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_publish_print_json_lines() {
+    let harness = Harness::start().await;
+    let url = harness.url();
+    let channel = "chat:history";
+    let (code, lines, stderr) = run(&[
+        "publish", channel, "hello", "--name", "prompt", "--url", &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let ack: Value = parse(&lines[0]);
+    assert_eq!(ack["duplicate"], json!(false));
+    let (code, _, stderr) = run(&[
+        "publish",
+        channel,
+        r#"{"n":1}"#,
+        "--json",
+        "--extras",
+        r#"{"k":"v"}"#,
+        "--url",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    publish(&harness, channel, "third").await;
+
+    let (code, lines, stderr) = run(&[
+        "history",
+        channel,
+        "--forwards",
+        "--limit",
+        "2",
+        "--url",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let messages: Vec<Message> = lines.iter().map(|l| parse(l)).collect();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].data, json!("hello"));
+    assert_eq!(messages[0].name.as_deref(), Some("prompt"));
+    assert_eq!(
+        messages[0].serial.to_string(),
+        ack["serial"].as_str().expect("serial")
+    );
+    assert_eq!(messages[1].data, json!({"n": 1}));
+    assert_eq!(
+        messages[1].extras.as_ref().and_then(|e| e.get("k")),
+        Some(&json!("v"))
+    );
+
+    let (code, lines, _) = run(&["history", channel, "--url", &url]).await;
+    assert_eq!(code, 0);
+    let data: Vec<Value> = lines.iter().map(|l| parse::<Message>(l).data).collect();
+    assert_eq!(
+        data,
+        vec![json!("third"), json!({"n": 1}), json!("hello")],
+        "newest first"
+    );
+}
+
+/// Asserts a failure printed as one line, `tether: ...`, exit code 1.
+fn assert_one_line_failure(code: i32, stderr: &str, needle: &str) {
+    assert_eq!(code, 1, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("tether: "), "{stderr}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_with_exit_code_1() {
+    let harness = Harness::start().await;
+    let url = harness.url();
+    let refused = "http://127.0.0.1:1";
+    for args in [
+        vec!["history", "chat:x", "--url", refused],
+        vec!["publish", "chat:x", "hi", "--url", refused],
+        vec!["subscribe", "chat:x", "--url", refused],
+        vec!["stream", "chat:x", "--url", refused],
+    ] {
+        let (code, _, stderr) = run(&args).await;
+        assert_one_line_failure(code, &stderr, "cannot connect");
+    }
+    let (code, _, stderr) = run(&["history", "chat:x", "--url", "not a url"]).await;
+    assert_one_line_failure(code, &stderr, "invalid URL");
+    let (code, _, stderr) = run(&["subscribe", "chat:x", "--url", "ftp://host"]).await;
+    assert_one_line_failure(code, &stderr, "invalid URL");
+    // A server refusal shows its code and message.
+    let (code, _, stderr) = run(&[
+        "publish",
+        "chat:x",
+        "hi",
+        "--id",
+        "has spaces",
+        "--url",
+        &url,
+    ])
+    .await;
+    assert_one_line_failure(code, &stderr, "error 40007");
+    let (code, _, stderr) = run(&["history", "chat:x", "--limit", "5000", "--url", &url]).await;
+    assert_eq!(code, 0, "pages are capped by the CLI: {stderr}");
+    let (code, _, stderr) = run(&["history", "bad name", "--url", &url]).await;
+    assert_one_line_failure(code, &stderr, "invalid channel name");
+}

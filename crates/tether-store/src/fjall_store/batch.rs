@@ -1,0 +1,283 @@
+//! One group commit: stage every submission, write one fjall batch, persist
+//! once, then hand the events to the sink and complete the receipts.
+//!
+//! Everything a group changes is staged in a [`Staged`] first and reaches
+//! the writer's caches only after the commit succeeded, so the caches never
+//! hold anything uncommitted (a failed commit at worst empties some of them).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fjall::{OwnedWriteBatch, PersistMode};
+use tether_core::message::message_size;
+use tether_core::{Action, ChannelName, Message, Operation, Serial, Stamp, apply};
+use tokio::sync::oneshot;
+
+use super::keys::{id_key, id_time_key, seq_key, version_key};
+use super::records::{ChannelMeta, IdRecord, decode, encode, encode_ts};
+use super::writer::Writer;
+use super::{FsyncMode, storage};
+use crate::{Ack, Committed, StoreError, Submission};
+
+type Reply = oneshot::Sender<Result<Ack, StoreError>>;
+type StateKey = (ChannelName, u64);
+
+/// What one group changes, before it is committed.
+struct Staged {
+    batch: OwnedWriteBatch,
+    /// Working metadata of every channel the group wrote to.
+    metas: HashMap<ChannelName, ChannelMeta>,
+    /// Latest state of every message the group read or wrote; `true` when
+    /// written (only those are stored, once each, whatever the number of
+    /// appends).
+    states: HashMap<StateKey, (Message, bool)>,
+    /// Ids published in this group, for duplicates within it.
+    ids: HashMap<(ChannelName, String), IdRecord>,
+    events: Vec<Arc<Committed>>,
+    replies: Vec<(Reply, Result<Ack, StoreError>)>,
+}
+
+/// Sizes a message for the state cache's byte bound.
+fn approx_size(m: &Message) -> usize {
+    message_size(m.name.as_deref(), &m.data, m.extras.as_ref()).saturating_add(256)
+}
+
+impl Writer {
+    /// Processes one group. `Err` means the storage engine failed and the
+    /// writer must stop; refused operations are not errors here.
+    pub(super) fn process(&mut self, subs: Vec<(Submission, Reply)>) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut st = Staged {
+            batch: self.h.db.batch(),
+            metas: HashMap::new(),
+            states: HashMap::new(),
+            ids: HashMap::new(),
+            events: Vec::with_capacity(subs.len()),
+            replies: Vec::with_capacity(subs.len()),
+        };
+        for (sub, reply) in subs {
+            let result = self.stage(&mut st, sub, now);
+            st.replies.push((reply, result));
+        }
+        let committed = self.commit(&mut st);
+        if let Err(e) = committed {
+            for (reply, result) in st.replies {
+                // Refusals stand; everything else was not written.
+                let result = match result {
+                    Err(StoreError::Rejected(r)) => Err(StoreError::Rejected(r)),
+                    _ => Err(StoreError::Storage(e.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            return Err(e);
+        }
+        let mut over_limit = Vec::new();
+        for (channel, meta) in st.metas {
+            if meta.messages > self.namespaces.for_channel(&channel).max_messages {
+                over_limit.push(channel.clone());
+            }
+            self.metas.insert(channel, meta, 1);
+        }
+        for (key, (state, _)) in st.states {
+            let size = approx_size(&state);
+            self.states.insert(key, state, size);
+        }
+        if !st.events.is_empty() {
+            self.sink.deliver(st.events);
+        }
+        // Before the acknowledgements, so a publisher that reads after its
+        // acknowledged create already finds the channel trimmed.
+        for channel in over_limit {
+            if let Err(e) = self.trim(&channel, now) {
+                tracing::warn!(%channel, error = %e, "trimming by count failed");
+            }
+        }
+        for (reply, result) in st.replies {
+            let _ = reply.send(result);
+        }
+        Ok(())
+    }
+
+    /// Writes the staged states and metadata, commits and persists.
+    fn commit(&mut self, st: &mut Staged) -> Result<(), StoreError> {
+        for ((channel, seq), (state, dirty)) in &st.states {
+            if *dirty {
+                st.batch
+                    .insert(&self.h.states, seq_key(channel, *seq), encode(state)?);
+            }
+        }
+        for (channel, meta) in &st.metas {
+            st.batch
+                .insert(&self.h.meta, channel.as_str(), encode(meta)?);
+        }
+        let mode = match self.fsync {
+            FsyncMode::Batch | FsyncMode::Always => PersistMode::SyncData,
+            FsyncMode::Never => PersistMode::Buffer,
+        };
+        let batch = std::mem::replace(&mut st.batch, self.h.db.batch());
+        batch.durability(Some(mode)).commit().map_err(storage)
+    }
+
+    /// Applies one submission to the staged group.
+    fn stage(&mut self, st: &mut Staged, sub: Submission, now: u64) -> Result<Ack, StoreError> {
+        let Submission {
+            channel,
+            op,
+            client_id,
+            connection_id,
+            own_only,
+        } = sub;
+        let settings = self.namespaces.for_channel(&channel).clone();
+        let mut meta = match st.metas.get(&channel) {
+            Some(meta) => *meta,
+            None => self
+                .load_meta(&channel)?
+                .unwrap_or_else(|| ChannelMeta::new(now)),
+        };
+        let idempotency_id = match &op {
+            Operation::Create(new) => new.id.clone(),
+            _ => None,
+        };
+        if let Some(id) = &idempotency_id {
+            let window_ms = settings.idempotency_window_secs.saturating_mul(1000);
+            if let Some(original) = self.seen_id(st, &channel, id, now, window_ms)? {
+                return Ok(Ack {
+                    serial: original,
+                    version_serial: original,
+                    duplicate: true,
+                });
+            }
+        }
+        let seq = meta.last_seq.saturating_add(1);
+        let serial = Serial::new(meta.epoch, seq)
+            .ok_or_else(|| StoreError::Storage(format!("{channel}: sequence space exhausted")))?;
+        let timestamp = now.max(meta.last_ts);
+        let target = match op.target() {
+            Some(target) if target.epoch() == meta.epoch && target.seq() < seq => {
+                self.stage_state(st, &channel, target.seq())?;
+                Some((channel.clone(), target.seq()))
+            }
+            _ => None,
+        };
+        let current = target
+            .as_ref()
+            .and_then(|k| st.states.get(k))
+            .map(|(m, _)| m);
+        let stamp = Stamp {
+            serial,
+            timestamp,
+            client_id: client_id.as_deref(),
+            connection_id: connection_id.as_deref(),
+            own_only,
+        };
+        let applied = apply(current, op, &stamp, &settings.fold_limits())?;
+        let message_seq = applied.state.serial.seq();
+        // Encode everything before touching the batch, so a failure cannot
+        // leave half an operation in it.
+        let event_bytes = encode(&applied.event)?;
+        let version_bytes = match applied.event.action {
+            Action::Append => None,
+            Action::Create | Action::Update | Action::Delete => Some(encode(&applied.state)?),
+        };
+        let id_record = IdRecord { serial, timestamp };
+        let id_bytes = idempotency_id
+            .as_ref()
+            .map(|_| encode(&id_record))
+            .transpose()?;
+
+        st.batch
+            .insert(&self.h.log, seq_key(&channel, seq), event_bytes);
+        if let Some(bytes) = version_bytes {
+            st.batch.insert(
+                &self.h.versions,
+                version_key(&channel, message_seq, seq),
+                bytes,
+            );
+        }
+        if applied.event.action == Action::Create {
+            st.batch.insert(
+                &self.h.created,
+                seq_key(&channel, seq),
+                encode_ts(timestamp).to_vec(),
+            );
+            meta.messages = meta.messages.saturating_add(1);
+        }
+        if let (Some(id), Some(bytes)) = (idempotency_id, id_bytes) {
+            st.batch.insert(&self.h.ids, id_key(&channel, &id), bytes);
+            st.batch.insert(
+                &self.h.id_times,
+                id_time_key(timestamp, &channel, &id),
+                Vec::new(),
+            );
+            st.ids.insert((channel.clone(), id), id_record);
+        }
+        meta.last_seq = seq;
+        meta.last_ts = timestamp;
+        st.metas.insert(channel.clone(), meta);
+        let ack = Ack {
+            serial: applied.state.serial,
+            version_serial: serial,
+            duplicate: false,
+        };
+        st.states
+            .insert((channel.clone(), message_seq), (applied.state, true));
+        st.events.push(Arc::new(Committed {
+            channel,
+            event: applied.event,
+        }));
+        Ok(ack)
+    }
+
+    /// Makes sure the current state of message `seq` (if it exists) is in
+    /// the staged group, taking it from the cache or the disk.
+    fn stage_state(
+        &mut self,
+        st: &mut Staged,
+        channel: &ChannelName,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let key = (channel.clone(), seq);
+        if st.states.contains_key(&key) {
+            return Ok(());
+        }
+        let state = match self.states.take(&key) {
+            Some(state) => Some(state),
+            None => self
+                .h
+                .states
+                .get(seq_key(channel, seq))
+                .map_err(storage)?
+                .map(|bytes| decode::<Message>("message state", &bytes))
+                .transpose()?,
+        };
+        if let Some(state) = state {
+            st.states.insert(key, (state, false));
+        }
+        Ok(())
+    }
+
+    /// The serial first published with `id` on `channel`, if that was within
+    /// the idempotency window (in this group or a committed one).
+    fn seen_id(
+        &self,
+        st: &Staged,
+        channel: &ChannelName,
+        id: &str,
+        now: u64,
+        window_ms: u64,
+    ) -> Result<Option<Serial>, StoreError> {
+        let record = match st.ids.get(&(channel.clone(), id.to_owned())) {
+            Some(record) => Some(*record),
+            None => self
+                .h
+                .ids
+                .get(id_key(channel, id))
+                .map_err(storage)?
+                .map(|bytes| decode::<IdRecord>("idempotency record", &bytes))
+                .transpose()?,
+        };
+        Ok(record
+            .filter(|r| now.saturating_sub(r.timestamp) <= window_ms)
+            .map(|r| r.serial))
+    }
+}

@@ -1,0 +1,338 @@
+//! The embedded store: channel logs in one [fjall] database.
+//!
+//! # Layout
+//! - this file: configuration, opening, the [`LogStore`] impl, shutdown.
+//! - [`keys`] / [`records`]: how keys and values are encoded.
+//! - `reader`: the read side, run on the caller's thread against a fjall
+//!   snapshot, never through the writer.
+//! - `writer` / `batch`: the single writer thread: it drains the queue,
+//!   assigns serials, folds with [`tether_core::apply`], commits one fjall
+//!   write batch per group, fsyncs once, then calls the sink and completes
+//!   the receipts.
+//! - `retention`: dropping whole old messages, and forgetting old
+//!   idempotency ids.
+//! - `cache`: the writer's bounded cache of hot message states.
+//!
+//! # Keyspaces
+//! | keyspace   | key                          | value                          |
+//! |------------|------------------------------|--------------------------------|
+//! | `log`      | channel, seq                 | the event (`Message`)          |
+//! | `states`   | channel, message seq         | the current message            |
+//! | `versions` | channel, message seq, seq    | the message after create/update/delete |
+//! | `created`  | channel, message seq         | creation time (retention, history time ranges) |
+//! | `meta`     | channel                      | epoch, first/last seq, count   |
+//! | `ids`      | channel, client message id   | serial and time of the original |
+//! | `id_times` | time, channel, id            | nothing: expiry index          |
+//!
+//! Every write of a group, metadata included, is one atomic fjall batch, so
+//! a crash leaves the store at a batch boundary.
+
+mod batch;
+mod cache;
+mod keys;
+mod reader;
+mod records;
+mod retention;
+mod writer;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use tether_core::{ChannelName, LogBounds, Message, Namespaces, Serial};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, StoreFuture, Submission,
+};
+use writer::{Command, Writer};
+
+/// When an acknowledgement may be sent, relative to the disk.
+///
+/// Every mode writes each committed group to the OS before acknowledging, so
+/// a process crash (even `kill -9`) loses nothing acknowledged; the modes
+/// differ in what survives a power loss or kernel crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Group commit (default): the writer takes up to `max_batch` queued
+    /// operations, commits them as one batch and fsyncs once before
+    /// acknowledging any of them. Acknowledged operations survive power loss;
+    /// the cost of an fsync is shared by everything that queued up behind it.
+    #[default]
+    Batch,
+    /// One fsync per operation, no grouping. Same promise as `batch`, much
+    /// slower; kept as the baseline that shows what grouping buys.
+    Always,
+    /// No fsync: acknowledged once handed to the OS. Survives a process crash,
+    /// not a power loss or kernel crash (the OS flushes within seconds).
+    Never,
+}
+
+impl FsyncMode {
+    /// The names accepted by [`FromStr`], for help texts.
+    pub const NAMES: [&'static str; 3] = ["batch", "always", "never"];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            FsyncMode::Batch => "batch",
+            FsyncMode::Always => "always",
+            FsyncMode::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for FsyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not an fsync mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fsync mode {0:?}: use batch, always or never")]
+pub struct InvalidFsyncMode(pub String);
+
+impl FromStr for FsyncMode {
+    type Err = InvalidFsyncMode;
+
+    fn from_str(s: &str) -> Result<FsyncMode, InvalidFsyncMode> {
+        match s {
+            "batch" => Ok(FsyncMode::Batch),
+            "always" => Ok(FsyncMode::Always),
+            "never" => Ok(FsyncMode::Never),
+            other => Err(InvalidFsyncMode(other.chars().take(32).collect())),
+        }
+    }
+}
+
+/// How to open a [`FjallStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory; created if missing. One process at a time.
+    pub path: PathBuf,
+    /// What an acknowledgement promises (see [`FsyncMode`]).
+    pub fsync: FsyncMode,
+    /// Most operations committed (and fsynced) as one group. Bigger groups
+    /// amortize fsync further but delay the first acknowledgement of a group.
+    pub max_batch: usize,
+    /// Operations that may wait for the writer; a full queue makes
+    /// [`LogStore::submit`] wait, which is how back-pressure reaches
+    /// publishers.
+    pub queue_capacity: usize,
+    /// Retention, limits and idempotency windows per namespace.
+    pub namespaces: Namespaces,
+    /// How often the writer drops messages past their retention age and
+    /// forgets old idempotency ids. `Duration::ZERO` disables the timer
+    /// (retention by count still happens on write; [`FjallStore::sweep`]
+    /// runs a sweep by hand).
+    pub retention_sweep: Duration,
+}
+
+impl StoreConfig {
+    /// The defaults for a store at `path`: group commit, batches of 1024, a
+    /// queue of 8192, default namespace settings, a sweep every 30 s.
+    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            path: path.into(),
+            fsync: FsyncMode::Batch,
+            max_batch: 1024,
+            queue_capacity: 8192,
+            namespaces: Namespaces::default(),
+            retention_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Handles to the database and its keyspaces, shared by the writer and the
+/// readers (fjall handles are cheap clones of one shared database).
+#[derive(Clone)]
+pub(crate) struct Handles {
+    pub(crate) db: Database,
+    pub(crate) log: Keyspace,
+    pub(crate) states: Keyspace,
+    pub(crate) versions: Keyspace,
+    pub(crate) created: Keyspace,
+    pub(crate) meta: Keyspace,
+    pub(crate) ids: Keyspace,
+    pub(crate) id_times: Keyspace,
+}
+
+impl Handles {
+    fn open(path: &std::path::Path) -> Result<Handles, StoreError> {
+        let db = Database::builder(path).open().map_err(storage)?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(storage)
+        };
+        Ok(Handles {
+            log: ks("log")?,
+            states: ks("states")?,
+            versions: ks("versions")?,
+            created: ks("created")?,
+            meta: ks("meta")?,
+            ids: ks("ids")?,
+            id_times: ks("id_times")?,
+            db,
+        })
+    }
+}
+
+/// Maps a fjall error: the engine failed, not the data.
+pub(crate) fn storage(e: fjall::Error) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+/// The embedded [`LogStore`]: one fjall database, one writer thread.
+///
+/// Reads run inline on the calling task against a fjall snapshot (they are
+/// short point reads and range scans, and never wait for the writer), so
+/// they see exactly the batches committed when they start. Writes go through
+/// a bounded queue to the writer thread.
+///
+/// Dropping the store stops accepting submissions, lets the writer finish
+/// everything already queued, persists and joins the thread (this blocks
+/// briefly); [`FjallStore::shutdown`] does the same without blocking.
+pub struct FjallStore {
+    handles: Handles,
+    /// `None` once dropping; taking it closes the queue.
+    tx: Option<mpsc::Sender<Command>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Dropping it wakes and stops the sweep timer.
+    ticker_stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl FjallStore {
+    /// Opens (or creates) the store at `config.path` and starts its writer
+    /// thread, which hands every committed batch to `sink`.
+    pub fn open(config: StoreConfig, sink: Arc<dyn CommitSink>) -> Result<FjallStore, StoreError> {
+        std::fs::create_dir_all(&config.path)
+            .map_err(|e| StoreError::Storage(format!("{}: {e}", config.path.display())))?;
+        let handles = Handles::open(&config.path)?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let writer = Writer::new(handles.clone(), &config, sink);
+        let writer = std::thread::Builder::new()
+            .name("tether-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
+        let (ticker_stop, ticker) = if config.retention_sweep.is_zero() {
+            (None, None)
+        } else {
+            let (stop, handle) = writer::spawn_ticker(config.retention_sweep, tx.downgrade())?;
+            (Some(stop), Some(handle))
+        };
+        Ok(FjallStore {
+            handles,
+            tx: Some(tx),
+            writer: Mutex::new(Some(writer)),
+            ticker_stop,
+            ticker,
+        })
+    }
+
+    /// Stops the writer after it has committed everything queued before this
+    /// call; later submissions fail with [`StoreError::Closed`]. Persists
+    /// with fsync whatever the mode. Reads keep working. Safe to call twice.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        if self.send(Command::Shutdown(reply)).await.is_err() {
+            return Ok(());
+        }
+        done.await.unwrap_or(Ok(()))
+    }
+
+    /// Runs a retention sweep now (drops messages past their age or count,
+    /// forgets expired idempotency ids), after everything queued before it.
+    /// The timer does this every `retention_sweep`; this is for tests and
+    /// operators.
+    pub async fn sweep(&self) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Sweep(Some(reply))).await?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(command).await.map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Drop for FjallStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain it, persist and exit.
+        self.tx = None;
+        self.ticker_stop = None;
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+        let writer = match self.writer.get_mut() {
+            Ok(w) => w.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(writer) = writer
+            && writer.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+}
+
+impl LogStore for FjallStore {
+    fn submit(&self, submission: Submission) -> StoreFuture<'_, Result<Receipt, StoreError>> {
+        Box::pin(async move {
+            let (reply, receipt) = Receipt::channel();
+            self.send(Command::Submit(submission, reply)).await?;
+            Ok(receipt)
+        })
+    }
+
+    fn bounds(
+        &self,
+        channel: &ChannelName,
+    ) -> StoreFuture<'_, Result<Option<LogBounds>, StoreError>> {
+        let channel = channel.clone();
+        Box::pin(async move { self.handles.bounds(&channel) })
+    }
+
+    fn read_log(
+        &self,
+        channel: &ChannelName,
+        after: Serial,
+        limit: usize,
+    ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>> {
+        let channel = channel.clone();
+        Box::pin(async move { self.handles.read_log(&channel, after, limit) })
+    }
+
+    fn message(
+        &self,
+        channel: &ChannelName,
+        serial: Serial,
+    ) -> StoreFuture<'_, Result<Option<Message>, StoreError>> {
+        let channel = channel.clone();
+        Box::pin(async move { self.handles.message(&channel, serial) })
+    }
+
+    fn versions(
+        &self,
+        channel: &ChannelName,
+        serial: Serial,
+    ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>> {
+        let channel = channel.clone();
+        Box::pin(async move { self.handles.versions(&channel, serial) })
+    }
+
+    fn history(
+        &self,
+        channel: &ChannelName,
+        query: HistoryQuery,
+    ) -> StoreFuture<'_, Result<HistoryPage, StoreError>> {
+        let channel = channel.clone();
+        Box::pin(async move { self.handles.history(&channel, &query) })
+    }
+}
