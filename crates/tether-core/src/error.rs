@@ -44,10 +44,16 @@ pub enum ErrorCode {
     NotFound,
     /// The message was deleted; it cannot be appended to or updated.
     MessageDeleted,
+    /// The streamed response has ended (complete, cancelled or error): it
+    /// takes no more appends and its status cannot change again.
+    StreamEnded,
     /// The resume position cannot be served: it is older than retention,
     /// from another epoch of the log, or unknown. The client gets the
     /// current state instead and must treat its local view as stale.
     ContinuityLost,
+    /// A connection resume named an unknown or expired connection; the
+    /// client continues on a new connection and re-attaches by serial.
+    ResumeFailed,
     /// A message (after folding appends) exceeds the namespace's size limit.
     MessageTooLarge,
     /// A WebSocket frame or HTTP body exceeds the size limit.
@@ -58,6 +64,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server, or the key, has as many connections as allowed.
     TooManyConnections,
+    /// The channel has as many presence members as allowed.
+    TooManyMembers,
     /// The client did not read its socket fast enough; it was disconnected
     /// and should resume from its last position.
     TooSlow,
@@ -73,7 +81,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownFrameType,
         ErrorCode::InvalidChannelName,
@@ -89,12 +97,15 @@ impl ErrorCode {
         ErrorCode::MessageNotFound,
         ErrorCode::NotFound,
         ErrorCode::MessageDeleted,
+        ErrorCode::StreamEnded,
         ErrorCode::ContinuityLost,
+        ErrorCode::ResumeFailed,
         ErrorCode::MessageTooLarge,
         ErrorCode::FrameTooLarge,
         ErrorCode::TooManyChannels,
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
+        ErrorCode::TooManyMembers,
         ErrorCode::TooSlow,
         ErrorCode::IdleTimeout,
         ErrorCode::Internal,
@@ -120,13 +131,16 @@ impl ErrorCode {
             ErrorCode::MessageNotFound => 40400,
             ErrorCode::NotFound => 40401,
             ErrorCode::MessageDeleted => 40900,
+            ErrorCode::StreamEnded => 40901,
             ErrorCode::ContinuityLost => 41000,
+            ErrorCode::ResumeFailed => 41001,
             ErrorCode::MessageTooLarge => 41300,
             ErrorCode::FrameTooLarge => 41301,
             ErrorCode::TooManyChannels => 42900,
             ErrorCode::RateLimited => 42901,
             ErrorCode::TooSlow => 42902,
             ErrorCode::TooManyConnections => 42903,
+            ErrorCode::TooManyMembers => 42904,
             ErrorCode::IdleTimeout => 40800,
             ErrorCode::Internal => 50000,
             ErrorCode::StorageUnavailable => 50300,

@@ -78,6 +78,9 @@ pub enum FoldError {
     /// `extras` must be a JSON object.
     #[error("extras must be a JSON object")]
     ExtrasNotObject,
+    /// The streamed response has a terminal status.
+    #[error("the response {0} has ended ({1}); it takes no more appends or status changes")]
+    StreamEnded(Serial, String),
     /// The caller may only change its own messages, and this is not one.
     #[error("message {0} was created by another client; you may only change your own")]
     NotOwner(Serial),
@@ -96,6 +99,7 @@ impl FoldError {
             FoldError::AlreadyExists(_) => ErrorCode::Internal,
             FoldError::ExtrasNotObject => ErrorCode::BadRequest,
             FoldError::NotOwner(_) => ErrorCode::Forbidden,
+            FoldError::StreamEnded(..) => ErrorCode::StreamEnded,
         }
     }
 }
@@ -181,6 +185,9 @@ pub fn apply(
         }
         (Operation::Create(_), Some(existing)) => Err(FoldError::AlreadyExists(existing.serial)),
         (Operation::Append { target, append }, Some(existing)) => {
+            if let Some(status) = ended(existing) {
+                return Err(FoldError::StreamEnded(target, status.to_owned()));
+            }
             let mut state = existing.clone();
             let mut joined = match &existing.data {
                 Value::Null => String::new(),
@@ -208,7 +215,12 @@ pub fn apply(
             };
             Ok(Applied { state, event })
         }
-        (Operation::Update { update, .. }, Some(existing)) => {
+        (Operation::Update { target, update }, Some(existing)) => {
+            if let (Some(status), Some(patch)) = (ended(existing), &update.extras) {
+                if patch.contains_key(STREAM_STATUS) {
+                    return Err(FoldError::StreamEnded(target, status.to_owned()));
+                }
+            }
             let mut state = existing.clone();
             if let Some(name) = update.name {
                 state.name = Some(name);
@@ -247,6 +259,24 @@ pub fn apply(
         }
         (op, None) => Err(FoldError::NotFound(op.target().unwrap_or(stamp.serial))),
     }
+}
+
+/// The `extras` key holding a streamed response's status: `streaming`,
+/// then one of the terminal [`TERMINAL_STATUSES`].
+pub const STREAM_STATUS: &str = "stream";
+
+/// Statuses after which a response takes no more appends and its status is
+/// fixed, so a cancel and a completion racing each other resolve to one.
+pub const TERMINAL_STATUSES: [&str; 3] = ["complete", "cancelled", "error"];
+
+/// The terminal stream status of a message, if it has one.
+pub fn ended(message: &Message) -> Option<&str> {
+    message
+        .extras
+        .as_ref()?
+        .get(STREAM_STATUS)?
+        .as_str()
+        .filter(|s| TERMINAL_STATUSES.contains(s))
 }
 
 /// Merges `patch` into `extras` one level deep; `null` values remove keys.

@@ -269,4 +269,43 @@ fn rejections() {
         apply(None, bad_id, &stamp, &LIMITS),
         Err(FoldError::InvalidId)
     );
+
+    // A finished response takes no more appends or status changes.
+    let done = Message {
+        data: json!("all"),
+        extras: Some(obj(json!({"stream": "complete", "role": "assistant"}))),
+        action: tether_core::Action::Update,
+        ..deleted.clone()
+    };
+    let append = Operation::Append {
+        target: done.serial,
+        append: AppendOp {
+            data: "more".into(),
+            name: None,
+            extras: None,
+        },
+    };
+    assert_eq!(
+        apply(Some(&done), append, &stamp, &LIMITS),
+        Err(FoldError::StreamEnded(done.serial, "complete".into()))
+    );
+    let cancel = Operation::Update {
+        target: done.serial,
+        update: UpdateOp {
+            extras: Some(obj(json!({"stream": "cancelled"}))),
+            ..UpdateOp::default()
+        },
+    };
+    assert!(matches!(
+        apply(Some(&done), cancel, &stamp, &LIMITS),
+        Err(FoldError::StreamEnded(..))
+    ));
+    let edit = Operation::Update {
+        target: done.serial,
+        update: UpdateOp {
+            data: Some(json!("edited")),
+            ..UpdateOp::default()
+        },
+    };
+    assert!(apply(Some(&done), edit, &stamp, &LIMITS).is_ok(), "edits stay possible");
 }

@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::http;
 use crate::limits::ConnectionSlots;
+use crate::presence::Presence;
+use crate::ws::session::Sessions;
 
 /// Events a channel's broadcast buffer holds before a slow subscriber lags
 /// and falls back to reading the log.
@@ -37,6 +39,8 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     /// Connection caps.
     pub slots: Arc<ConnectionSlots>,
+    /// Connections that vanished and may still be resumed.
+    pub sessions: Arc<Sessions>,
 }
 
 /// Why a server could not start.
@@ -106,11 +110,15 @@ impl Server {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
+        let presence = Arc::new(Presence::new(broker.clone(), config.max_presence_members));
         let engine = Engine::new(
             store.clone() as Arc<dyn LogStore>,
             broker,
+            presence,
+            Arc::new(config.namespaces()),
             config.rewind_on_lost,
         );
+        let sessions = Arc::new(Sessions::new(config.resume_ttl(), config.presence_grace()));
         let app = App {
             engine,
             config: Arc::new(config),
@@ -118,6 +126,7 @@ impl Server {
             metrics: metrics_handle(),
             auth,
             slots,
+            sessions,
         };
         let router: Router = http::router(app);
         let mut graceful = shutdown;

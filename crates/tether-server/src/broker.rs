@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tether_core::{ChannelName, Serial};
+
+use crate::presence::PresenceEvent;
 use tether_store::{CommitSink, Committed};
 use tokio::sync::broadcast;
 
@@ -44,11 +46,46 @@ impl LiveEvent {
     }
 }
 
+/// A message delivered live only: never stored, never replayed (typing
+/// indicators, "calling a tool" ticks).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EphemeralMessage {
+    /// Client-chosen or generated id.
+    pub id: String,
+    /// Event type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Payload.
+    pub data: serde_json::Value,
+    /// Free-form object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extras: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The sender's identity, set by the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The sender's connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// Server time, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// Everything that travels live on a channel, in one order.
+#[derive(Debug, Clone)]
+pub enum LiveItem {
+    /// A committed log entry.
+    Committed(Arc<LiveEvent>),
+    /// An ephemeral message.
+    Ephemeral(Arc<EphemeralMessage>),
+    /// A presence change.
+    Presence(Arc<PresenceEvent>),
+}
+
 /// In-process fan-out, one broadcast channel per channel with subscribers.
 pub struct Broker {
     /// A std mutex: held only to look up or insert a sender, never across an
     /// await.
-    channels: Mutex<HashMap<ChannelName, broadcast::Sender<Arc<LiveEvent>>>>,
+    channels: Mutex<HashMap<ChannelName, broadcast::Sender<LiveItem>>>,
     /// Events buffered per channel for the slowest subscriber before it lags.
     capacity: usize,
 }
@@ -64,7 +101,7 @@ impl Broker {
 
     /// Starts receiving live events of `channel`. Subscribe *before* reading
     /// the log so nothing committed in between is missed.
-    pub fn subscribe(&self, channel: &ChannelName) -> broadcast::Receiver<Arc<LiveEvent>> {
+    pub fn subscribe(&self, channel: &ChannelName) -> broadcast::Receiver<LiveItem> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels
             .entry(channel.clone())
@@ -84,6 +121,15 @@ impl Broker {
         }
     }
 
+    /// Sends an item that is not a log entry (ephemeral, presence) to the
+    /// channel's current subscribers.
+    pub fn send(&self, channel: &ChannelName, item: LiveItem) {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = channels.get(channel) {
+            let _ = tx.send(item);
+        }
+    }
+
     /// Channels with at least one local subscriber.
     pub fn active_channels(&self) -> usize {
         self.channels
@@ -100,7 +146,7 @@ impl CommitSink for Broker {
         for committed in batch {
             if let Some(tx) = channels.get(&committed.channel) {
                 // An error only means nobody listens right now.
-                let _ = tx.send(Arc::new(LiveEvent::new(committed)));
+                let _ = tx.send(LiveItem::Committed(Arc::new(LiveEvent::new(committed))));
             }
         }
     }

@@ -61,6 +61,14 @@ pub struct Config {
     pub publish_rate_per_sec: u32,
     /// Largest burst of mutations a connection may send at once.
     pub publish_burst: u32,
+    /// Most presence members per channel.
+    pub max_presence_members: usize,
+    /// A connection that vanishes without closing leaves presence after
+    /// this long, unless it resumes first (ms).
+    pub presence_grace_ms: u64,
+    /// How long a vanished connection can be resumed with its resume key,
+    /// keeping its id, presence and exactly-once state (ms).
+    pub resume_ttl_ms: u64,
     /// Settings for channels whose namespace has no entry below.
     pub namespace_defaults: NamespaceSettings,
     /// Settings per namespace (the part of a channel name before `:`).
@@ -89,6 +97,9 @@ impl Default for Config {
             max_connections_per_key: 5_000,
             publish_rate_per_sec: 500,
             publish_burst: 2_000,
+            max_presence_members: 1_000,
+            presence_grace_ms: 15_000,
+            resume_ttl_ms: 120_000,
             namespace_defaults: NamespaceSettings::default(),
             namespaces: HashMap::new(),
         }
@@ -206,6 +217,16 @@ impl Config {
     /// Heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Presence grace period.
+    pub fn presence_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_grace_ms)
+    }
+
+    /// Connection resume TTL.
+    pub fn resume_ttl(&self) -> Duration {
+        Duration::from_millis(self.resume_ttl_ms)
     }
 
     /// Slow-consumer grace period.

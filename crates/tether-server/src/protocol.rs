@@ -4,14 +4,16 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tether_core::{
     AppendOp, ChannelName, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Operation, Serial,
     UpdateOp,
 };
 use tether_store::Ack;
 
+use crate::broker::EphemeralMessage;
 use crate::engine::{Delivery, subscription::EventRef};
+use crate::presence::{Member, PresenceEvent};
 
 /// The protocol version in the `connected` frame.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -32,6 +34,9 @@ pub enum ClientFrame {
         from: Option<String>,
         #[serde(default)]
         rewind: Option<usize>,
+        /// Also receive presence (needs `presence-subscribe`).
+        #[serde(default)]
+        presence: bool,
     },
     /// Stop a subscription.
     Detach {
@@ -43,13 +48,21 @@ pub enum ClientFrame {
     Publish {
         #[serde(default)]
         req: Option<u64>,
+        /// Per-connection sequence number for exactly-once re-sends.
+        #[serde(default)]
+        seq: Option<u64>,
         channel: String,
         message: NewMessage,
+        /// Deliver live only; never stored or replayed.
+        #[serde(default)]
+        ephemeral: bool,
     },
     /// Append to a message.
     Append {
         #[serde(default)]
         req: Option<u64>,
+        #[serde(default)]
+        seq: Option<u64>,
         channel: String,
         serial: String,
         #[serde(flatten)]
@@ -59,6 +72,8 @@ pub enum ClientFrame {
     Update {
         #[serde(default)]
         req: Option<u64>,
+        #[serde(default)]
+        seq: Option<u64>,
         channel: String,
         serial: String,
         #[serde(flatten)]
@@ -68,6 +83,8 @@ pub enum ClientFrame {
     Delete {
         #[serde(default)]
         req: Option<u64>,
+        #[serde(default)]
+        seq: Option<u64>,
         channel: String,
         serial: String,
         #[serde(flatten)]
@@ -85,11 +102,69 @@ pub enum ClientFrame {
         #[serde(default)]
         client_id: Option<String>,
     },
+    /// Enter, update or leave presence.
+    Presence {
+        #[serde(default)]
+        req: Option<u64>,
+        channel: String,
+        action: PresenceVerb,
+        #[serde(default)]
+        data: Value,
+    },
+    /// Carry on as a connection that vanished (see docs/protocol.md).
+    Resume {
+        #[serde(default)]
+        req: Option<u64>,
+        connection_id: String,
+        resume_key: String,
+        /// Last position per channel, so each attachment continues exactly.
+        #[serde(default)]
+        positions: std::collections::HashMap<String, String>,
+    },
     /// Liveness check.
     Ping {
         #[serde(default)]
         req: Option<u64>,
     },
+}
+
+impl ClientFrame {
+    /// Whether the frame publishes or changes a message.
+    pub fn is_mutation(&self) -> bool {
+        matches!(
+            self,
+            ClientFrame::Publish { .. }
+                | ClientFrame::Append { .. }
+                | ClientFrame::Update { .. }
+                | ClientFrame::Delete { .. }
+        )
+    }
+}
+
+/// A presence request's verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceVerb {
+    /// Join (or update if already present).
+    Enter,
+    /// Change data.
+    Update,
+    /// Leave.
+    Leave,
+}
+
+/// A decoded mutation frame.
+pub struct Mutation {
+    /// The channel as given.
+    pub channel: String,
+    /// Echoed in the reply.
+    pub req: Option<u64>,
+    /// Per-connection sequence number, if the client uses them.
+    pub seq: Option<u64>,
+    /// What to do.
+    pub op: Operation,
+    /// Deliver live only.
+    pub ephemeral: bool,
 }
 
 /// Reads the `req` of a frame that failed to decode, so the error reply can
@@ -126,57 +201,68 @@ pub fn serial(text: &str) -> Result<Serial, ErrorInfo> {
     })
 }
 
-/// The operation a mutation frame asks for.
-pub fn operation(frame: ClientFrame) -> Result<(String, Option<u64>, Operation), ErrorInfo> {
-    Ok(match frame {
+/// The mutation a frame asks for; `None` for other frames. A bad serial
+/// is reported with the frame's `req`.
+pub fn mutation(frame: ClientFrame) -> Option<Result<Mutation, (Option<u64>, ErrorInfo)>> {
+    let (channel, req, seq, op, ephemeral) = match frame {
         ClientFrame::Publish {
             req,
+            seq,
             channel,
             message,
-        } => (channel, req, Operation::Create(message)),
+            ephemeral,
+        } => (channel, req, seq, Ok(Operation::Create(message)), ephemeral),
         ClientFrame::Append {
             req,
+            seq,
             channel,
             serial: s,
             append,
-        } => (
-            channel,
-            req,
-            Operation::Append {
-                target: serial(&s)?,
-                append,
-            },
-        ),
+        } => {
+            let op = serial(&s).map(|target| Operation::Append { target, append });
+            (channel, req, seq, op, false)
+        }
         ClientFrame::Update {
             req,
+            seq,
             channel,
             serial: s,
             update,
-        } => (
-            channel,
-            req,
-            Operation::Update {
-                target: serial(&s)?,
-                update,
-            },
-        ),
+        } => {
+            let op = serial(&s).map(|target| Operation::Update { target, update });
+            (channel, req, seq, op, false)
+        }
         ClientFrame::Delete {
             req,
+            seq,
             channel,
             serial: s,
             delete,
-        } => (
+        } => {
+            let op = serial(&s).map(|target| Operation::Delete { target, delete });
+            (channel, req, seq, op, false)
+        }
+        _ => return None,
+    };
+    Some(match op {
+        Ok(op) => Ok(Mutation {
             channel,
             req,
-            Operation::Delete {
-                target: serial(&s)?,
-                delete,
-            },
-        ),
-        _ => {
-            return Err(ErrorInfo::new(ErrorCode::Internal, "not a mutation frame"));
-        }
+            seq,
+            op,
+            ephemeral,
+        }),
+        Err(err) => Err((req, err)),
     })
+}
+
+/// A channel re-attached by a resume.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumedAttachment {
+    /// The channel.
+    pub channel: String,
+    /// Where it continues from (`null`: fresh).
+    pub position: Option<Serial>,
 }
 
 /// Limits announced in the `connected` frame.
@@ -198,6 +284,10 @@ pub enum ServerFrame<'a> {
     Connected {
         protocol: u32,
         connection_id: &'a str,
+        /// Present it with `connection_id` in a `resume` frame to carry on
+        /// as this connection after a drop.
+        resume_key: &'a str,
+        resume_ttl_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
         /// False when the connection must send an `auth` frame first.
@@ -237,6 +327,20 @@ pub enum ServerFrame<'a> {
         client_id: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         expires_at: Option<u64>,
+    },
+    /// Reply to a request with nothing else to say (presence, ephemeral).
+    Ok {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+    },
+    /// A `resume` succeeded: this is now the old connection.
+    Resumed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<u64>,
+        connection_id: &'a str,
+        resume_key: &'a str,
+        /// The channels re-attached, each with the position it continues from.
+        attachments: Vec<ResumedAttachment>,
     },
     /// Reply to a ping.
     Pong {
@@ -327,6 +431,32 @@ struct AttachedFrame<'a> {
 }
 
 #[derive(Serialize)]
+struct EphemeralFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    message: &'a EphemeralMessage,
+}
+
+#[derive(Serialize)]
+struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    #[serde(flatten)]
+    event: &'a PresenceEvent,
+}
+
+#[derive(Serialize)]
+struct PresenceSyncFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    members: &'a [Member],
+    complete: bool,
+}
+
+#[derive(Serialize)]
 struct SyncedFrame<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -350,6 +480,22 @@ pub fn ws_delivery(channel: &ChannelName, req: Option<u64>, delivery: &Delivery)
             kind: "synced",
             channel: channel.as_str(),
             position: *position,
+        }),
+        Delivery::Ephemeral(message) => encode(&EphemeralFrame {
+            kind: "ephemeral",
+            channel: channel.as_str(),
+            message,
+        }),
+        Delivery::Presence(event) => encode(&PresenceFrame {
+            kind: "presence",
+            channel: channel.as_str(),
+            event,
+        }),
+        Delivery::PresenceSync { members, complete } => encode(&PresenceSyncFrame {
+            kind: "presence-sync",
+            channel: channel.as_str(),
+            members,
+            complete: *complete,
         }),
         Delivery::Event { event, position } => {
             let build = || {
@@ -385,6 +531,13 @@ pub fn sse_delivery(channel: &ChannelName, delivery: &Delivery) -> Bytes {
             sse_frame("attached", None, &data)
         }
         Delivery::Synced { position } => sse_frame("synced", *position, b"{}"),
+        Delivery::Ephemeral(message) => sse_frame("ephemeral", None, &encode(message.as_ref())),
+        Delivery::Presence(event) => sse_frame("presence", None, &encode(event.as_ref())),
+        Delivery::PresenceSync { members, complete } => sse_frame(
+            "presence-sync",
+            None,
+            &encode(&serde_json::json!({ "members": members, "complete": complete })),
+        ),
         Delivery::Event { event, position } => {
             let build = || sse_frame("message", *position, &encode(event.message()));
             match event {
@@ -422,6 +575,3 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Bytes {
         )),
     }
 }
-
-/// Extras as given over the wire (must be an object).
-pub type Extras = Map<String, Value>;

@@ -93,8 +93,13 @@ impl Principal {
         op: &tether_core::Operation,
     ) -> Result<bool, ErrorInfo> {
         match op {
-            tether_core::Operation::Create(_) => {
-                self.require(channel, Operation::Publish).map(|()| false)
+            tether_core::Operation::Create(message) => {
+                self.require(channel, Operation::Publish)?;
+                // Claiming or releasing a conversation is for operators.
+                if message.name.as_deref() == Some(HANDOFF) {
+                    self.require(channel, Operation::Operator)?;
+                }
+                Ok(false)
             }
             tether_core::Operation::Append { .. } | tether_core::Operation::Update { .. } => {
                 self.mutation_scope(channel, true)
@@ -115,6 +120,11 @@ fn forbidden(channel: &ChannelName, op: Operation) -> ErrorInfo {
         format!("your credential does not grant {op} on {channel}"),
     )
 }
+
+/// The handoff convention: a message named `handoff` with
+/// `extras.action` = `claim` or `release`, publishable only with the
+/// `operator` capability.
+pub const HANDOFF: &str = "handoff";
 
 /// One configured API key.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

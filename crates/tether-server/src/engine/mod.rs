@@ -5,10 +5,17 @@
 
 use std::sync::Arc;
 
-use tether_core::{ChannelName, ErrorCode, ErrorInfo, LogBounds, Message, Operation, Serial};
+use serde_json::Value;
+use tether_core::fold::STREAM_STATUS;
+use tether_core::message::message_size;
+use tether_core::{
+    ChannelName, ErrorCode, ErrorInfo, LogBounds, Message, Namespaces, NewMessage, Operation,
+    Serial, UpdateOp,
+};
 use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, EphemeralMessage, LiveItem};
+use crate::presence::Presence;
 
 pub mod subscription;
 
@@ -28,6 +35,8 @@ pub struct Identity {
 pub struct Engine {
     store: Arc<dyn LogStore>,
     broker: Arc<Broker>,
+    presence: Arc<Presence>,
+    namespaces: Arc<Namespaces>,
     /// Current-state messages sent after a continuity loss when the client
     /// asked for none.
     rewind_on_lost: usize,
@@ -35,12 +44,30 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `store`, whose commit sink must be `broker`.
-    pub fn new(store: Arc<dyn LogStore>, broker: Arc<Broker>, rewind_on_lost: usize) -> Engine {
+    pub fn new(
+        store: Arc<dyn LogStore>,
+        broker: Arc<Broker>,
+        presence: Arc<Presence>,
+        namespaces: Arc<Namespaces>,
+        rewind_on_lost: usize,
+    ) -> Engine {
         Engine {
             store,
             broker,
+            presence,
+            namespaces,
             rewind_on_lost,
         }
+    }
+
+    /// Presence of every channel.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// Presence, shared (for tasks that outlive a connection).
+    pub fn presence_arc(&self) -> Arc<Presence> {
+        self.presence.clone()
     }
 
     /// The fan-out, for metrics.
@@ -59,16 +86,103 @@ impl Engine {
         own_only: bool,
     ) -> Result<Receipt, ErrorInfo> {
         metrics::counter!("tether_operations_received_total").increment(1);
-        self.store
+        let cancel_target = cancel_target(&op);
+        let receipt = self
+            .store
             .submit(Submission {
-                channel,
+                channel: channel.clone(),
                 op,
                 client_id: identity.client_id.clone(),
                 connection_id: identity.connection_id.clone(),
                 own_only,
             })
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        if let Some(target) = cancel_target {
+            self.cancel_stream(channel, target, identity).await;
+        }
+        Ok(receipt)
+    }
+
+    /// The server's part of the interrupt convention: right behind a
+    /// `cancel` message, mark the targeted response `cancelled`, so the
+    /// agent's next append is refused (`40901`) even if it does not watch
+    /// the channel, and any late joiner sees the final status. A response
+    /// that already ended keeps its status (the store refuses the change).
+    async fn cancel_stream(&self, channel: ChannelName, target: Serial, identity: &Identity) {
+        let streaming = matches!(
+            self.store.message(&channel, target).await,
+            Ok(Some(m)) if m.extras.as_ref().and_then(|e| e.get(STREAM_STATUS)).and_then(Value::as_str) == Some("streaming")
+        );
+        if !streaming {
+            return;
+        }
+        let mut extras = serde_json::Map::new();
+        extras.insert(STREAM_STATUS.into(), Value::from("cancelled"));
+        let op = Operation::Update {
+            target,
+            update: UpdateOp {
+                extras: Some(extras),
+                description: Some("cancelled by request".into()),
+                ..UpdateOp::default()
+            },
+        };
+        let submission = Submission {
+            channel,
+            op,
+            client_id: identity.client_id.clone(),
+            connection_id: identity.connection_id.clone(),
+            own_only: false,
+        };
+        if let Ok(receipt) = self.store.submit(submission).await {
+            tokio::spawn(async move {
+                if let Err(err) = receipt.await {
+                    tracing::debug!(error = %err, "cancel status not applied");
+                }
+            });
+        }
+    }
+
+    /// Delivers a message live to current subscribers without storing it.
+    /// Returns the id it was sent with.
+    pub fn publish_ephemeral(
+        &self,
+        channel: &ChannelName,
+        message: NewMessage,
+        identity: &Identity,
+        now_ms: u64,
+    ) -> Result<String, ErrorInfo> {
+        let limit = self.namespaces.for_channel(channel).max_message_bytes;
+        let size = message_size(message.name.as_deref(), &message.data, message.extras.as_ref());
+        if size > limit {
+            return Err(ErrorInfo::new(
+                ErrorCode::MessageTooLarge,
+                format!("message of {size} bytes is over the limit of {limit}"),
+            ));
+        }
+        let id = match message.id {
+            Some(id) if !tether_core::message::valid_message_id(&id) => {
+                return Err(ErrorInfo::new(
+                    ErrorCode::InvalidMessageId,
+                    "message id must be 1-128 printable ASCII characters",
+                ));
+            }
+            Some(id) => id,
+            None => format!("e_{:032x}", rand::random::<u128>()),
+        };
+        let ephemeral = EphemeralMessage {
+            id: id.clone(),
+            name: message.name,
+            data: message.data,
+            extras: message.extras,
+            client_id: identity.client_id.clone(),
+            connection_id: identity.connection_id.clone(),
+            timestamp: now_ms,
+        };
+        metrics::counter!("tether_ephemeral_messages_total").increment(1);
+        self.broker
+            .send(channel, LiveItem::Ephemeral(std::sync::Arc::new(ephemeral)));
+        Ok(id)
     }
 
     /// Starts a subscription; see [`Subscription`] for the guarantees.
@@ -134,6 +248,28 @@ impl Engine {
     pub(crate) fn rewind_on_lost(&self) -> usize {
         self.rewind_on_lost
     }
+}
+
+/// The `cancel` message convention: `name: "cancel"` with the targeted
+/// response's serial in `extras.target` (or as `data`).
+pub const CANCEL: &str = "cancel";
+
+/// The response a `cancel` message targets, if `op` is one.
+fn cancel_target(op: &Operation) -> Option<Serial> {
+    let Operation::Create(message) = op else {
+        return None;
+    };
+    if message.name.as_deref() != Some(CANCEL) {
+        return None;
+    }
+    let from_extras = message
+        .extras
+        .as_ref()
+        .and_then(|e| e.get("target"))
+        .and_then(Value::as_str);
+    from_extras
+        .or_else(|| message.data.as_str())
+        .and_then(|s| s.parse().ok())
 }
 
 fn not_found(serial: Serial) -> ErrorInfo {

@@ -27,7 +27,11 @@ use tether_store::{Direction, HistoryQuery, StoreError};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Engine, store_error};
-use crate::broker::LiveEvent;
+use crate::broker::{EphemeralMessage, LiveEvent, LiveItem};
+use crate::presence::{Member, PresenceEvent};
+
+/// Members per `presence-sync` page.
+const PRESENCE_PAGE: usize = 100;
 
 /// Log entries read per catch-up step: large enough to be efficient, small
 /// enough that a huge backlog does not sit in memory at once.
@@ -41,6 +45,8 @@ pub struct Start {
     /// On a fresh attach (or when `from` cannot be served), first send the
     /// current version of the last `rewind` messages.
     pub rewind: usize,
+    /// Also deliver presence: a sync of the current members, then changes.
+    pub presence: bool,
 }
 
 /// How the start position was honoured.
@@ -108,13 +114,25 @@ pub enum Delivery {
         /// Set when the client can resume exactly from here.
         position: Option<Serial>,
     },
+    /// A live-only message (never stored or replayed).
+    Ephemeral(Arc<EphemeralMessage>),
+    /// A page of the current presence members; the client replaces its set
+    /// with the pages up to the one marked `complete`.
+    PresenceSync {
+        /// Members on this page.
+        members: Vec<Member>,
+        /// Whether this is the last page.
+        complete: bool,
+    },
+    /// A presence change after the sync.
+    Presence(Arc<PresenceEvent>),
 }
 
 /// A subscription to one channel. Pull deliveries with [`Subscription::next`].
 pub struct Subscription {
     engine: Engine,
     channel: ChannelName,
-    live: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+    live: Option<broadcast::Receiver<LiveItem>>,
     start: Option<Start>,
     /// Last log position processed (delivered or knowingly skipped).
     position: Serial,
@@ -125,6 +143,11 @@ pub struct Subscription {
     queue: VecDeque<Delivery>,
     catching_up: bool,
     synced: bool,
+    /// Whether presence is delivered.
+    presence: bool,
+    /// The presence version the client holds; changes at or below it are
+    /// already in its set.
+    presence_version: u64,
 }
 
 impl Subscription {
@@ -141,6 +164,8 @@ impl Subscription {
             queue: VecDeque::new(),
             catching_up: false,
             synced: false,
+            presence: start.presence,
+            presence_version: 0,
         }
     }
 
@@ -169,7 +194,35 @@ impl Subscription {
         }
     }
 
+    /// Queues the presence members as sync pages, remembering the version.
+    fn sync_presence(&mut self) {
+        let (members, version) = self.engine.presence().snapshot(&self.channel);
+        self.presence_version = version;
+        let mut pages: Vec<Vec<Member>> = members
+            .chunks(PRESENCE_PAGE)
+            .map(<[Member]>::to_vec)
+            .collect();
+        if pages.is_empty() {
+            pages.push(Vec::new());
+        }
+        let last = pages.len() - 1;
+        for (i, members) in pages.into_iter().enumerate() {
+            self.queue.push_back(Delivery::PresenceSync {
+                members,
+                complete: i == last,
+            });
+        }
+    }
+
     async fn begin(&mut self, start: Start) -> Result<(), ErrorInfo> {
+        self.begin_messages(start).await?;
+        if self.presence {
+            self.sync_presence();
+        }
+        Ok(())
+    }
+
+    async fn begin_messages(&mut self, start: Start) -> Result<(), ErrorInfo> {
         let Some(from) = start.from else {
             self.queue.push_back(Delivery::Attached {
                 continuity: Continuity::New,
@@ -275,7 +328,18 @@ impl Subscription {
             return Err(shutting_down());
         };
         match live.recv().await {
-            Ok(event) => {
+            Ok(LiveItem::Ephemeral(message)) => {
+                self.queue.push_back(Delivery::Ephemeral(message));
+                Ok(())
+            }
+            Ok(LiveItem::Presence(event)) => {
+                if self.presence && event.version > self.presence_version {
+                    self.presence_version = event.version;
+                    self.queue.push_back(Delivery::Presence(event));
+                }
+                Ok(())
+            }
+            Ok(LiveItem::Committed(event)) => {
                 let p = event.position();
                 if p.epoch() == self.position.epoch() && p.seq() <= self.position.seq() {
                     return Ok(()); // already processed during catch-up
@@ -290,6 +354,10 @@ impl Subscription {
             Err(RecvError::Lagged(_)) => {
                 metrics::counter!("tether_subscriber_lagged_total").increment(1);
                 self.catching_up = true;
+                // Presence changes were lost with the lag: send the set again.
+                if self.presence {
+                    self.sync_presence();
+                }
                 Ok(())
             }
             Err(RecvError::Closed) => Err(shutting_down()),

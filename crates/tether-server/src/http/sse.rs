@@ -31,6 +31,9 @@ use tether_core::capability::Operation as Cap;
 pub struct StreamParams {
     from: Option<String>,
     rewind: Option<usize>,
+    /// Also stream presence (`presence-sync`, then `presence` events).
+    #[serde(default)]
+    presence: bool,
 }
 
 /// `GET /channels/{channel}/stream`
@@ -61,7 +64,15 @@ pub async fn stream(
         )
         .into());
     }
-    let subscription = app.engine.subscribe(channel, Start { from, rewind });
+    if params.presence {
+        caller.require(&channel, Cap::PresenceSubscribe)?;
+    }
+    let start = Start {
+        from,
+        rewind,
+        presence: params.presence,
+    };
+    let subscription = app.engine.subscribe(channel, start);
     // The stream ends when the credential expires; the client renews and
     // resumes with Last-Event-ID.
     let expires_in = caller

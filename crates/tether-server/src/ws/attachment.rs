@@ -1,0 +1,65 @@
+//! One attached channel: pulls its [`Subscription`] and forwards each
+//! delivery into the connection's outbox, recording the last exact
+//! position so a resumed connection knows where each channel stood.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tether_core::{ChannelName, Serial};
+
+use super::outbox::Outbox;
+use crate::engine::{Delivery, Subscription};
+use crate::protocol;
+
+/// Runs until the subscription ends or the connection closes.
+pub async fn run(
+    mut subscription: Subscription,
+    outbox: Outbox,
+    mut req: Option<u64>,
+    positions: Arc<Mutex<HashMap<ChannelName, Option<Serial>>>>,
+) {
+    metrics::gauge!("tether_attachments").increment(1.0);
+    let _guard = GaugeGuard("tether_attachments");
+    loop {
+        let delivery = match subscription.next().await {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                outbox.send(protocol::error_frame(
+                    req,
+                    Some(subscription.channel().as_str()),
+                    &err,
+                ));
+                return;
+            }
+        };
+        let reply_to = match delivery {
+            Delivery::Attached { .. } => req.take(),
+            _ => None,
+        };
+        let position = match &delivery {
+            Delivery::Event { position, .. } | Delivery::Synced { position } => *position,
+            _ => None,
+        };
+        if matches!(delivery, Delivery::Event { .. }) {
+            metrics::counter!("tether_messages_delivered_total").increment(1);
+        }
+        let frame = protocol::ws_delivery(subscription.channel(), reply_to, &delivery);
+        if !outbox.deliver(frame).await {
+            return;
+        }
+        if position.is_some() {
+            if let Ok(mut positions) = positions.lock() {
+                positions.insert(subscription.channel().clone(), position);
+            }
+        }
+    }
+}
+
+/// Decrements a gauge when a task ends, however it ends (including abort).
+struct GaugeGuard(&'static str);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}

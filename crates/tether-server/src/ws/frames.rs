@@ -1,0 +1,490 @@
+//! Handling each client frame, in the order received.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tether_core::capability::Operation as Cap;
+use tether_core::{ChannelName, ErrorCode, ErrorInfo, Operation};
+
+use super::acks::Pending;
+use super::session::SeqCheck;
+use super::{Connection, attachment, now_ms};
+use crate::auth::{Credentials, Principal};
+use crate::engine::Start;
+use crate::protocol::{
+    self, ClientFrame, MAX_REWIND, Mutation, PresenceVerb, ResumedAttachment, ServerFrame,
+};
+
+impl Connection {
+    pub(super) async fn on_text(&mut self, text: &str) {
+        if text.len() > self.app.config.max_frame_bytes {
+            let err = ErrorInfo::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "frame of {} bytes is over the limit of {}",
+                    text.len(),
+                    self.app.config.max_frame_bytes
+                ),
+            );
+            return self.reply_error(protocol::salvage_req(text), None, err);
+        }
+        let frame = match protocol::decode_client_frame(text) {
+            Ok(frame) => frame,
+            Err(err) => return self.reply_error(protocol::salvage_req(text), None, err),
+        };
+        if let ClientFrame::Auth {
+            req,
+            token,
+            key,
+            client_id,
+        } = frame
+        {
+            return self.on_auth(req, token, key, client_id);
+        }
+        let Some(principal) = self.principal.clone() else {
+            self.outbox.close(ErrorInfo::new(
+                ErrorCode::Unauthorized,
+                "authenticate first: send an auth frame with a token or key",
+            ));
+            return;
+        };
+        if frame.is_mutation() {
+            match protocol::mutation(frame) {
+                Some(Ok(mutation)) => self.submit(&principal, mutation).await,
+                Some(Err((req, err))) => {
+                    let reply = protocol::error_frame(req, None, &err);
+                    self.queue_reply(Pending::Ready(reply)).await;
+                }
+                None => {}
+            }
+            return;
+        }
+        match frame {
+            ClientFrame::Attach {
+                req,
+                channel,
+                from,
+                rewind,
+                presence,
+            } => {
+                let start = self.start(&principal, &channel, from.as_deref(), rewind, presence);
+                match start {
+                    Ok((name, start)) => self.attach(req, name, start).await,
+                    Err(err) => self.reply_error(req, Some(&channel), err),
+                }
+            }
+            ClientFrame::Detach { req, channel } => match protocol::channel(&channel) {
+                Ok(name) => {
+                    self.detach(&name).await;
+                    self.outbox.send(
+                        ServerFrame::Detached {
+                            req,
+                            channel: &channel,
+                        }
+                        .encode(),
+                    );
+                }
+                Err(err) => self.reply_error(req, Some(&channel), err),
+            },
+            ClientFrame::Presence {
+                req,
+                channel,
+                action,
+                data,
+            } => {
+                let reply = match self.presence(&principal, &channel, action, data) {
+                    Ok(()) => ServerFrame::Ok { req }.encode(),
+                    Err(err) => protocol::error_frame(req, Some(&channel), &err),
+                };
+                self.queue_reply(Pending::Ready(reply)).await;
+            }
+            ClientFrame::Resume {
+                req,
+                connection_id,
+                resume_key,
+                positions,
+            } => {
+                if let Err(err) = self
+                    .resume(&principal, req, &connection_id, &resume_key, positions)
+                    .await
+                {
+                    self.reply_error(req, None, err);
+                }
+            }
+            ClientFrame::Ping { req } => {
+                self.queue_reply(Pending::Ready(ServerFrame::Pong { req }.encode()))
+                    .await;
+            }
+            ClientFrame::Auth { .. }
+            | ClientFrame::Publish { .. }
+            | ClientFrame::Append { .. }
+            | ClientFrame::Update { .. }
+            | ClientFrame::Delete { .. } => {}
+        }
+    }
+
+    /// First authentication, or renewal. A renewal must keep the identity;
+    /// attachments the new credential no longer allows are detached.
+    fn on_auth(
+        &mut self,
+        req: Option<u64>,
+        token: Option<String>,
+        key: Option<String>,
+        client_id: Option<String>,
+    ) {
+        let credentials = match (token, key) {
+            (Some(token), _) => Ok(Credentials::Token(token)),
+            (None, Some(key)) => Credentials::key(&key),
+            (None, None) => Err(ErrorInfo::new(
+                ErrorCode::BadRequest,
+                "auth needs a token or a key",
+            )),
+        };
+        let wanted = client_id.or_else(|| self.identity.client_id.clone());
+        let principal = match credentials.and_then(|c| self.app.auth.authenticate(&c, wanted)) {
+            Ok(principal) => principal,
+            Err(err) => {
+                // A failed first authentication ends the connection; a
+                // failed renewal leaves the current credential in place.
+                if self.principal.is_none() {
+                    self.outbox.close(err);
+                } else {
+                    self.reply_error(req, None, err);
+                }
+                return;
+            }
+        };
+        if self.principal.is_some() && principal.client_id != self.identity.client_id {
+            let err = ErrorInfo::new(
+                ErrorCode::Forbidden,
+                "a renewed credential must keep the same client_id",
+            );
+            return self.reply_error(req, None, err);
+        }
+        let lost: Vec<ChannelName> = self
+            .attachments
+            .keys()
+            .filter(|channel| !principal.allows(channel, Cap::Subscribe))
+            .cloned()
+            .collect();
+        for channel in lost {
+            if let Some(task) = self.attachments.remove(&channel) {
+                task.abort();
+            }
+            let err = ErrorInfo::new(
+                ErrorCode::Forbidden,
+                format!("your new credential does not grant subscribe on {channel}"),
+            );
+            self.reply_error(None, Some(channel.as_str()), err);
+            self.outbox.send(
+                ServerFrame::Detached {
+                    req: None,
+                    channel: channel.as_str(),
+                }
+                .encode(),
+            );
+        }
+        self.identity.client_id.clone_from(&principal.client_id);
+        self.outbox.send(
+            ServerFrame::Authorized {
+                req,
+                client_id: principal.client_id.as_deref(),
+                expires_at: principal.expires_at,
+            }
+            .encode(),
+        );
+        self.principal = Some(principal);
+    }
+
+    /// Validates an attach request.
+    fn start(
+        &self,
+        principal: &Principal,
+        channel: &str,
+        from: Option<&str>,
+        rewind: Option<usize>,
+        presence: bool,
+    ) -> Result<(ChannelName, Start), ErrorInfo> {
+        let name = protocol::channel(channel)?;
+        principal.require(&name, Cap::Subscribe)?;
+        if presence {
+            principal.require(&name, Cap::PresenceSubscribe)?;
+        }
+        let from = from.map(protocol::serial).transpose()?;
+        let rewind = rewind.unwrap_or(0);
+        if rewind > MAX_REWIND {
+            return Err(ErrorInfo::new(
+                ErrorCode::InvalidParameter,
+                format!("rewind must be at most {MAX_REWIND}"),
+            ));
+        }
+        if !self.attachments.contains_key(&name)
+            && self.attachments.len() >= self.app.config.max_channels_per_connection
+        {
+            return Err(ErrorInfo::new(
+                ErrorCode::TooManyChannels,
+                format!(
+                    "a connection may attach at most {} channels",
+                    self.app.config.max_channels_per_connection
+                ),
+            ));
+        }
+        Ok((
+            name,
+            Start {
+                from,
+                rewind,
+                presence,
+            },
+        ))
+    }
+
+    /// Starts (or restarts) the subscription of a channel.
+    async fn attach(&mut self, req: Option<u64>, name: ChannelName, start: Start) {
+        self.used = true;
+        self.detach(&name).await;
+        if let Ok(mut positions) = self.positions.lock() {
+            positions.insert(name.clone(), start.from);
+        }
+        let subscription = self.app.engine.subscribe(name.clone(), start);
+        let task = tokio::spawn(attachment::run(
+            subscription,
+            self.outbox.clone(),
+            req,
+            self.positions.clone(),
+        ));
+        self.attachments.insert(name, task);
+    }
+
+    /// Stops a channel's subscription; waits so no frame of it follows.
+    async fn detach(&mut self, name: &ChannelName) {
+        if let Some(task) = self.attachments.remove(name) {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Ok(mut positions) = self.positions.lock() {
+            positions.remove(name);
+        }
+    }
+
+    /// Publish, append, update or delete; ephemeral publishes skip the log.
+    async fn submit(&mut self, principal: &Principal, mutation: Mutation) {
+        self.used = true;
+        let Mutation {
+            channel,
+            req,
+            seq,
+            op,
+            ephemeral,
+        } = mutation;
+        let (name, own_only) = match self.authorize(principal, &channel, &op) {
+            Ok(authorized) => authorized,
+            Err(err) => {
+                metrics::counter!("tether_client_errors_total").increment(1);
+                let reply = protocol::error_frame(req, Some(&channel), &err);
+                return self.queue_reply(Pending::Ready(reply)).await;
+            }
+        };
+        if ephemeral {
+            let reply = match op {
+                Operation::Create(message) => self
+                    .app
+                    .engine
+                    .publish_ephemeral(&name, message, &self.identity, now_ms())
+                    .map(|_| ServerFrame::Ok { req }.encode()),
+                _ => Err(ErrorInfo::new(
+                    ErrorCode::BadRequest,
+                    "only publishes can be ephemeral",
+                )),
+            };
+            let reply = reply.unwrap_or_else(|err| protocol::error_frame(req, Some(&channel), &err));
+            return self.queue_reply(Pending::Ready(reply)).await;
+        }
+        let check = seq.map(|seq| match self.dedupe.lock() {
+            Ok(mut dedupe) => dedupe.check(seq),
+            Err(_) => SeqCheck::Forgotten,
+        });
+        let outcome = match check {
+            None => None,
+            Some(SeqCheck::New(outcome)) => Some(outcome),
+            Some(SeqCheck::Repeat(outcome)) => {
+                return self.queue_reply(Pending::Repeat { req, outcome }).await;
+            }
+            Some(SeqCheck::Forgotten) => {
+                let err = ErrorInfo::new(
+                    ErrorCode::InvalidParameter,
+                    "seq is older than the operations this connection remembers",
+                );
+                let reply = protocol::error_frame(req, Some(&channel), &err);
+                return self.queue_reply(Pending::Ready(reply)).await;
+            }
+        };
+        let pending = match self
+            .app
+            .engine
+            .submit(name, op, &self.identity, own_only)
+            .await
+        {
+            Ok(receipt) => Pending::Receipt {
+                req,
+                receipt,
+                outcome,
+            },
+            Err(err) => {
+                if let Some(outcome) = outcome {
+                    outcome.send_replace(Some(Err(err.clone())));
+                }
+                Pending::Ready(protocol::error_frame(req, Some(&channel), &err))
+            }
+        };
+        self.queue_reply(pending).await;
+    }
+
+    /// Validates the channel, the capability and the rate limit of a
+    /// mutation; returns the channel and whether only the caller's own
+    /// messages may be changed.
+    fn authorize(
+        &mut self,
+        principal: &Principal,
+        channel: &str,
+        op: &Operation,
+    ) -> Result<(ChannelName, bool), ErrorInfo> {
+        let name = protocol::channel(channel)?;
+        let own_only = principal.authorize(&name, op)?;
+        if !self.bucket.try_take(now_ms()) {
+            return Err(ErrorInfo::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} operations per second (bursts of {}); slow down",
+                    self.app.config.publish_rate_per_sec, self.app.config.publish_burst
+                ),
+            ));
+        }
+        Ok((name, own_only))
+    }
+
+    /// Enter, update or leave presence on a channel.
+    fn presence(
+        &mut self,
+        principal: &Principal,
+        channel: &str,
+        action: PresenceVerb,
+        data: Value,
+    ) -> Result<(), ErrorInfo> {
+        self.used = true;
+        let name = protocol::channel(channel)?;
+        principal.require(&name, Cap::Presence)?;
+        let presence = self.app.engine.presence();
+        match action {
+            PresenceVerb::Enter | PresenceVerb::Update => {
+                presence.enter(
+                    &name,
+                    self.identity.client_id.clone(),
+                    &self.connection_id,
+                    data.clone(),
+                    now_ms(),
+                )?;
+                self.presence.insert(name, data);
+            }
+            PresenceVerb::Leave => {
+                presence.leave(&name, &self.connection_id, now_ms());
+                self.presence.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adopts a vanished connection: its id, presence, exactly-once state
+    /// and attachments (each from the client's position when given).
+    async fn resume(
+        &mut self,
+        principal: &Principal,
+        req: Option<u64>,
+        connection_id: &str,
+        resume_key: &str,
+        positions: HashMap<String, String>,
+    ) -> Result<(), ErrorInfo> {
+        if self.used {
+            return Err(ErrorInfo::new(
+                ErrorCode::BadRequest,
+                "resume must come before any attach, publish or presence on this connection",
+            ));
+        }
+        let (state, presence_left) = self
+            .app
+            .sessions
+            .resume(
+                connection_id,
+                resume_key,
+                &principal.key,
+                principal.client_id.as_deref(),
+            )
+            .await?;
+        metrics::counter!("tether_connection_resumes_total").increment(1);
+        // This connection becomes the old one.
+        self.app.sessions.forget(&self.connection_id);
+        self.connection_id = state.connection_id;
+        self.resume_key = state.resume_key;
+        self.identity.connection_id = Some(self.connection_id.clone());
+        self.takeover = self.app.sessions.register(
+            &self.connection_id,
+            &self.resume_key,
+            &principal.key,
+            principal.client_id.as_deref(),
+        );
+        self.dedupe = state.dedupe;
+        if presence_left {
+            for (channel, data) in &state.presence {
+                let _ = self.app.engine.presence().enter(
+                    channel,
+                    self.identity.client_id.clone(),
+                    &self.connection_id,
+                    data.clone(),
+                    now_ms(),
+                );
+            }
+        }
+        self.presence = state.presence;
+        let mut attachments = Vec::new();
+        let mut restarts = Vec::new();
+        for (channel, server_position) in state.attachments {
+            let position = match positions.get(channel.as_str()) {
+                Some(text) => Some(protocol::serial(text)?),
+                None => server_position,
+            };
+            attachments.push(ResumedAttachment {
+                channel: channel.to_string(),
+                position,
+            });
+            restarts.push((channel, position));
+        }
+        self.outbox.send(
+            ServerFrame::Resumed {
+                req,
+                connection_id: &self.connection_id,
+                resume_key: &self.resume_key,
+                attachments,
+            }
+            .encode(),
+        );
+        for (channel, position) in restarts {
+            let presence = principal.allows(&channel, Cap::PresenceSubscribe);
+            let start = Start {
+                from: position.or(Some(tether_core::ORIGIN)),
+                rewind: 0,
+                presence,
+            };
+            if principal.allows(&channel, Cap::Subscribe) {
+                self.attach(None, channel, start).await;
+            }
+        }
+        self.used = true;
+        Ok(())
+    }
+
+    /// Replies that must keep their place behind earlier acks.
+    async fn queue_reply(&self, pending: Pending) {
+        // Fails only when the ack loop has ended, i.e. the connection closes.
+        let _ = self.acks.send(pending).await;
+    }
+}
