@@ -216,10 +216,12 @@ pub fn apply(
             Ok(Applied { state, event })
         }
         (Operation::Update { target, update }, Some(existing)) => {
-            if let (Some(status), Some(patch)) = (ended(existing), &update.extras) {
-                if patch.contains_key(STREAM_STATUS) {
-                    return Err(FoldError::StreamEnded(target, status.to_owned()));
-                }
+            let changes_status = update
+                .extras
+                .as_ref()
+                .is_some_and(|patch| patch.contains_key(STREAM_STATUS));
+            if let Some(status) = ended(existing).filter(|_| changes_status) {
+                return Err(FoldError::StreamEnded(target, status.to_owned()));
             }
             let mut state = existing.clone();
             if let Some(name) = update.name {

@@ -307,5 +307,8 @@ fn rejections() {
             ..UpdateOp::default()
         },
     };
-    assert!(apply(Some(&done), edit, &stamp, &LIMITS).is_ok(), "edits stay possible");
+    assert!(
+        apply(Some(&done), edit, &stamp, &LIMITS).is_ok(),
+        "edits stay possible"
+    );
 }

@@ -41,6 +41,8 @@ pub struct App {
     pub slots: Arc<ConnectionSlots>,
     /// Connections that vanished and may still be resumed.
     pub sessions: Arc<Sessions>,
+    /// Running LLM bridge jobs.
+    pub llm: Arc<crate::llm::Jobs>,
 }
 
 /// Why a server could not start.
@@ -119,6 +121,7 @@ impl Server {
             config.rewind_on_lost,
         );
         let sessions = Arc::new(Sessions::new(config.resume_ttl(), config.presence_grace()));
+        let llm = Arc::new(crate::llm::Jobs::new(&config.llm));
         let app = App {
             engine,
             config: Arc::new(config),
@@ -127,6 +130,7 @@ impl Server {
             auth,
             slots,
             sessions,
+            llm,
         };
         let router: Router = http::router(app);
         let mut graceful = shutdown;

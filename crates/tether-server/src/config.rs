@@ -73,6 +73,8 @@ pub struct Config {
     pub namespace_defaults: NamespaceSettings,
     /// Settings per namespace (the part of a channel name before `:`).
     pub namespaces: HashMap<String, NamespaceSettings>,
+    /// The LLM bridge (`[llm]`); off until `base_url` is set.
+    pub llm: crate::llm::LlmConfig,
 }
 
 impl Default for Config {
@@ -102,6 +104,7 @@ impl Default for Config {
             resume_ttl_ms: 120_000,
             namespace_defaults: NamespaceSettings::default(),
             namespaces: HashMap::new(),
+            llm: crate::llm::LlmConfig::default(),
         }
     }
 }

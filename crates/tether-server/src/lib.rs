@@ -10,6 +10,7 @@
 //!   [`engine::subscription`], the exact-resume mechanism.
 //! - [`auth`]: API keys, tokens, capabilities; who a caller is.
 //! - [`limits`]: connection caps.
+//! - [`llm`]: the LLM bridge, the fake LLM and the AI SDK resume endpoint.
 //! - [`presence`]: who is on each channel (state, not log).
 //! - [`broker`]: in-process fan-out of committed events.
 //! - [`protocol`]: every wire type; the only place frames are built.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod limits;
+pub mod llm;
 pub mod presence;
 pub mod protocol;
 pub mod ws;

@@ -103,7 +103,10 @@ impl Presence {
         } else if members.len() >= self.max_members {
             return Err(ErrorInfo::new(
                 ErrorCode::TooManyMembers,
-                format!("{channel} has its maximum of {} presence members", self.max_members),
+                format!(
+                    "{channel} has its maximum of {} presence members",
+                    self.max_members
+                ),
             ));
         } else {
             PresenceAction::Enter

@@ -174,7 +174,8 @@ async fn idempotent_publish_stores_one_message() {
 async fn http_errors_have_stable_codes() {
     let server = TestServer::start().await;
     let http = server.http();
-    let cases: Vec<(&str, reqwest::Method, String, Option<&str>, u16, u32)> = vec![
+    type Case<'a> = (&'a str, reqwest::Method, String, Option<&'a str>, u16, u32);
+    let cases: Vec<Case> = vec![
         (
             "unknown route",
             reqwest::Method::GET,

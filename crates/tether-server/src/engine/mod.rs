@@ -153,7 +153,11 @@ impl Engine {
         now_ms: u64,
     ) -> Result<String, ErrorInfo> {
         let limit = self.namespaces.for_channel(channel).max_message_bytes;
-        let size = message_size(message.name.as_deref(), &message.data, message.extras.as_ref());
+        let size = message_size(
+            message.name.as_deref(),
+            &message.data,
+            message.extras.as_ref(),
+        );
         if size > limit {
             return Err(ErrorInfo::new(
                 ErrorCode::MessageTooLarge,

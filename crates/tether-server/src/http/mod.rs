@@ -28,6 +28,7 @@ pub fn router(app: App) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/channels/{channel}", get(rest::channel_info))
         .route("/channels/{channel}/stream", get(sse::stream))
+        .route("/channels/{channel}/presence", get(rest::presence))
         .route(
             "/channels/{channel}/messages",
             get(rest::history).post(rest::publish),
@@ -50,6 +51,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::llm::routes())
         .fallback(|| async { ApiError(ErrorInfo::new(ErrorCode::NotFound, "no such route")) })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app);

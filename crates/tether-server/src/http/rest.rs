@@ -212,6 +212,18 @@ pub async fn history(
     Ok(Json(json!({ "messages": page.messages, "next": page.next })).into_response())
 }
 
+/// `GET /channels/{channel}/presence`: the current members.
+pub async fn presence(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(channel): Path<String>,
+) -> Result<Response, ApiError> {
+    let channel = protocol::channel(&channel)?;
+    caller.require(&channel, Cap::PresenceSubscribe)?;
+    let (members, _) = app.engine.presence().snapshot(&channel);
+    Ok(Json(json!({ "members": members })).into_response())
+}
+
 /// `GET /channels/{channel}`: the log's bounds.
 pub async fn channel_info(
     State(app): State<App>,

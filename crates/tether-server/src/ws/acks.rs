@@ -31,6 +31,7 @@ pub enum Pending {
 
 /// Runs until the connection's reader drops its sender.
 pub async fn run(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
+    let mut open = true;
     while let Some(item) = pending.recv().await {
         let frame = match item {
             Pending::Ready(frame) => frame,
@@ -53,8 +54,10 @@ pub async fn run(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
                 reply(req, &result)
             }
         };
-        if !outbox.deliver(frame).await {
-            return;
+        // Once the socket is gone, keep draining: outcomes must still be
+        // recorded for a resumed connection's re-sends.
+        if open && !outbox.deliver(frame).await {
+            open = false;
         }
     }
 }

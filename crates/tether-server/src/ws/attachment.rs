@@ -47,10 +47,8 @@ pub async fn run(
         if !outbox.deliver(frame).await {
             return;
         }
-        if position.is_some() {
-            if let Ok(mut positions) = positions.lock() {
-                positions.insert(subscription.channel().clone(), position);
-            }
+        if let (Some(_), Ok(mut positions)) = (position, positions.lock()) {
+            positions.insert(subscription.channel().clone(), position);
         }
     }
 }

@@ -297,7 +297,8 @@ impl Connection {
                     "only publishes can be ephemeral",
                 )),
             };
-            let reply = reply.unwrap_or_else(|err| protocol::error_frame(req, Some(&channel), &err));
+            let reply =
+                reply.unwrap_or_else(|err| protocol::error_frame(req, Some(&channel), &err));
             return self.queue_reply(Pending::Ready(reply)).await;
         }
         let check = seq.map(|seq| match self.dedupe.lock() {

@@ -161,10 +161,12 @@ impl Connection {
         let connection_id = format!("c_{:032x}", rand::random::<u128>());
         let resume_key = session::new_resume_key();
         let client_id = principal.as_ref().and_then(|p| p.client_id.clone());
-        let key = principal.as_ref().map_or(UNAUTHENTICATED, |p| p.key.as_str());
-        let takeover = app
-            .sessions
-            .register(&connection_id, &resume_key, key, client_id.as_deref());
+        let key = principal
+            .as_ref()
+            .map_or(UNAUTHENTICATED, |p| p.key.as_str());
+        let takeover =
+            app.sessions
+                .register(&connection_id, &resume_key, key, client_id.as_deref());
         let mut conn = Connection {
             identity: Identity {
                 client_id,
@@ -225,17 +227,15 @@ impl Connection {
     }
 
     /// Reads frames until the connection ends; says how it ended.
-    async fn serve(
-        &mut self,
-        stream: &mut futures::stream::SplitStream<WebSocket>,
-    ) -> Ending {
+    async fn serve(&mut self, stream: &mut futures::stream::SplitStream<WebSocket>) -> Ending {
         let mut heartbeat = tokio::time::interval(self.app.config.heartbeat());
         heartbeat.tick().await;
         let mut last_inbound = Instant::now();
         let mut shutdown = self.app.shutdown.clone();
-        let mut takeover = self.takeover.clone();
         loop {
             let expiry = sleep_or_forever(self.expires_in());
+            // Re-read each time: a resume replaces the registration.
+            let mut takeover = self.takeover.clone();
             tokio::select! {
                 frame = stream.next() => {
                     let Some(Ok(frame)) = frame else { return Ending::Abrupt };
@@ -307,7 +307,9 @@ impl Connection {
             _ => {
                 app.sessions.forget(&connection_id);
                 for channel in presence.keys() {
-                    app.engine.presence().leave(channel, &connection_id, now_ms());
+                    app.engine
+                        .presence()
+                        .leave(channel, &connection_id, now_ms());
                 }
             }
         }

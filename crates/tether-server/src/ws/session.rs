@@ -123,7 +123,8 @@ fn verify(
     expected: (&str, &str, Option<&str>),
 ) -> Result<(), ErrorInfo> {
     use subtle::ConstantTimeEq;
-    let failed = |why: &str| ErrorInfo::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
+    let failed =
+        |why: &str| ErrorInfo::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
     let key_ok: bool = expected.0.as_bytes().ct_eq(resume_key.as_bytes()).into();
     if !key_ok {
         return Err(failed("wrong resume key"));
@@ -234,7 +235,8 @@ impl Sessions {
         key: &str,
         client_id: Option<&str>,
     ) -> Result<(SessionState, bool), ErrorInfo> {
-        let failed = |why: &str| ErrorInfo::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
+        let failed =
+            |why: &str| ErrorInfo::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
             let waiter = self.parked_signal.notified();
@@ -242,7 +244,12 @@ impl Sessions {
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(parked) = inner.parked.get(connection_id) {
                     let s = &parked.state;
-                    verify(resume_key, key, client_id, (&s.resume_key, &s.key, s.client_id.as_deref()))?;
+                    verify(
+                        resume_key,
+                        key,
+                        client_id,
+                        (&s.resume_key, &s.key, s.client_id.as_deref()),
+                    )?;
                     if let Some(parked) = inner.parked.remove(connection_id) {
                         for timer in &parked.timers {
                             timer.abort();
@@ -253,7 +260,12 @@ impl Sessions {
                 match inner.live.get(connection_id) {
                     // Still live: ask it to hand over, then wait for it to park.
                     Some(live) => {
-                        verify(resume_key, key, client_id, (&live.resume_key, &live.key, live.client_id.as_deref()))?;
+                        verify(
+                            resume_key,
+                            key,
+                            client_id,
+                            (&live.resume_key, &live.key, live.client_id.as_deref()),
+                        )?;
                         live.takeover.send_replace(true);
                     }
                     None => return Err(failed("unknown connection or resume TTL passed")),
@@ -268,7 +280,11 @@ impl Sessions {
 
 /// A new random resume key.
 pub fn new_resume_key() -> String {
-    format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
+    format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    )
 }
 
 fn now_ms() -> u64 {
