@@ -27,6 +27,10 @@ pub struct NamespaceSettings {
     /// How long a client-supplied message id is remembered for idempotent
     /// publish (seconds).
     pub idempotency_window_secs: u64,
+    /// Appends to one message are rolled up into one delivery per window
+    /// (ms) for each subscriber; 0 sends every fragment. A connection can
+    /// choose its own window (`?rollup_ms=`).
+    pub rollup_ms: u64,
 }
 
 impl Default for NamespaceSettings {
@@ -37,6 +41,7 @@ impl Default for NamespaceSettings {
             max_message_bytes: 64 * 1024,
             mutable: true,
             idempotency_window_secs: 120,
+            rollup_ms: 40,
         }
     }
 }

@@ -109,6 +109,15 @@ impl Default for Config {
     }
 }
 
+/// The names of the top-level settings, read off the defaults so the list
+/// cannot drift from the struct.
+fn setting_names() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -134,11 +143,17 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: Config = figment
-            // TETHER_LOG (log filter), TETHER_CONFIG (this file's path) and
-            // the CLI's TETHER_URL / TETHER_TOKEN are not server settings.
+            // Only TETHER_* variables that name a setting: others (TETHER_LOG,
+            // TETHER_CONFIG, the CLI's TETHER_URL, a script's TETHER_BIN...)
+            // are not server settings and must not be rejected as unknown.
             .merge(
                 Env::prefixed("TETHER_")
-                    .ignore(&["log", "config", "url", "token", "key"])
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        setting_names()
+                            .iter()
+                            .any(|name| name.eq_ignore_ascii_case(top))
+                    })
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides))

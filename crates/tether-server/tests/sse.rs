@@ -23,7 +23,7 @@ async fn sse_resumes_from_last_event_id_without_gap_or_duplicate() {
 
     let mut sse = Sse::connect(
         &server.base,
-        &format!("/channels/{CHANNEL}/stream?rewind=5"),
+        &format!("/channels/{CHANNEL}/stream?rewind=5&rollup_ms=0"),
         None,
     )
     .await;
@@ -61,7 +61,7 @@ async fn sse_resumes_from_last_event_id_without_gap_or_duplicate() {
         drop(sse);
         sse = Sse::connect(
             &server.base,
-            &format!("/channels/{CHANNEL}/stream"),
+            &format!("/channels/{CHANNEL}/stream?rollup_ms=0"),
             last_id.as_deref(),
         )
         .await;

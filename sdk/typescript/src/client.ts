@@ -41,6 +41,13 @@ export interface ClientOptions {
    * when it exists, `false` disables, or pass any Storage.
    */
   persist?: boolean | StorageLike;
+  /**
+   * Append roll-up window (ms) asked of the server: fragments of a streaming
+   * message arriving within the window come as one event. The folded view is
+   * identical; only the number of events changes. Default: the server's
+   * (40 ms); 0 delivers every fragment.
+   */
+  rollupMs?: number;
   /** A fixed credential, sent as the `token` query parameter (WebSocket, SSE) and as a Bearer header (REST). */
   token?: string;
   /** Called before every connection (and REST call) to obtain a fresh credential; takes precedence over `token`. */
@@ -122,6 +129,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       if (getToken) connOpts.getToken = getToken;
       if (opts.reconnect) connOpts.reconnect = opts.reconnect;
       if (opts.silenceTimeoutMs !== undefined) connOpts.silenceTimeoutMs = opts.silenceTimeoutMs;
+      if (opts.rollupMs !== undefined) connOpts.rollupMs = opts.rollupMs;
       const connection = new Connection(connOpts);
       this.connection = connection;
       this.backend = this.websocketBackend(connection);
@@ -144,6 +152,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       if (getToken) sseOpts.getToken = getToken;
       if (opts.reconnect) sseOpts.reconnect = opts.reconnect;
       if (opts.sseSilenceMs !== undefined) sseOpts.silenceMs = opts.sseSilenceMs;
+      if (opts.rollupMs !== undefined) sseOpts.rollupMs = opts.rollupMs;
       this.sse = new SseBackend(sseOpts);
       this.backend = this.sse;
     }

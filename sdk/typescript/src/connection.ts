@@ -58,6 +58,8 @@ export interface ConnectionEvents extends Record<string, unknown> {
 export interface ConnectionOptions {
   /** Server base URL (http, https, ws or wss). */
   url: string;
+  /** Append roll-up window asked of the server (ms; 0 = every fragment). */
+  rollupMs?: number;
   WebSocket: WebSocketConstructor;
   /** Called before every connect attempt; its result is sent as the `token` query parameter. */
   getToken?: () => Promise<string | undefined>;
@@ -187,7 +189,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   private open(token: string | undefined): void {
     let socket: WebSocketLike;
     try {
-      socket = new this.opts.WebSocket(wsUrl(this.opts.url, token));
+      socket = new this.opts.WebSocket(wsUrl(this.opts.url, token, this.opts.rollupMs));
     } catch (err) {
       this.emit('error', new TetherError(ErrorCodes.NetworkError, `cannot open WebSocket: ${String(err)}`));
       this.handleDrop(undefined);

@@ -193,6 +193,8 @@ export class SseParser {
 /** Options of an {@link SseBackend}. */
 export interface SseBackendOptions {
   url: string;
+  /** Append roll-up window asked of the server (ms; 0 = every fragment). */
+  rollupMs?: number;
   rest: RestClient;
   fetch?: typeof fetch;
   EventSource?: EventSourceConstructor;
@@ -296,6 +298,7 @@ export class SseBackend implements ChannelBackend {
         if (params.from !== undefined) q.set('from', params.from);
         if (params.rewind !== undefined) q.set('rewind', String(params.rewind));
         if (token) q.set('token', token);
+        if (this.opts.rollupMs !== undefined) q.set('rollup_ms', String(this.opts.rollupMs));
         const url = `${this.opts.rest.base}/channels/${seg(channel.name)}/stream?${q.toString()}`;
         const streamOpts: Parameters<typeof openEventStream>[1] = { silenceMs: this.opts.silenceMs ?? 45000 };
         if (this.opts.fetch) streamOpts.fetch = this.opts.fetch;

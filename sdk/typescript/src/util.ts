@@ -45,10 +45,11 @@ export function httpBase(url: string): string {
 }
 
 /** The WebSocket endpoint for a base URL. */
-export function wsUrl(base: string, token?: string): string {
+export function wsUrl(base: string, token?: string, rollupMs?: number): string {
   const u = new URL(`${httpBase(base)}/ws`);
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
   if (token) u.searchParams.set('token', token);
+  if (rollupMs !== undefined) u.searchParams.set('rollup_ms', String(rollupMs));
   return u.toString();
 }
 

@@ -108,6 +108,8 @@ export function makeClient(url: string, extra: Partial<ClientOptions> = {}): Tet
     url,
     WebSocket: WS,
     persist: false,
+    // Tests count events; roll-up would merge fragments.
+    rollupMs: 0,
     reconnect: { initialDelayMs: 20, maxDelayMs: 250 },
     ...extra,
   });

@@ -17,8 +17,11 @@ use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Sub
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
 
+pub mod feed;
+pub mod rollup;
 pub mod subscription;
 
+pub use feed::Feed;
 pub use subscription::{Continuity, Delivery, Start, Subscription};
 
 /// Who is performing an operation, as the server established it.
@@ -63,6 +66,17 @@ impl Engine {
     /// Presence of every channel.
     pub fn presence(&self) -> &Presence {
         &self.presence
+    }
+
+    /// The roll-up window for a subscriber of `channel`: its own choice
+    /// (ms) or the namespace's.
+    pub fn rollup_window(
+        &self,
+        channel: &ChannelName,
+        chosen_ms: Option<u64>,
+    ) -> std::time::Duration {
+        let ms = chosen_ms.unwrap_or_else(|| self.namespaces.for_channel(channel).rollup_ms);
+        std::time::Duration::from_millis(ms)
     }
 
     /// Presence, shared (for tasks that outlive a connection).

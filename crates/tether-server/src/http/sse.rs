@@ -21,7 +21,7 @@ use tether_core::{ErrorCode, ErrorInfo};
 use super::ApiError;
 use crate::app::App;
 use crate::auth::extract::Caller;
-use crate::engine::{Start, Subscription};
+use crate::engine::{Feed, Start};
 use crate::limits::Slot;
 use crate::protocol::{self, MAX_REWIND};
 use tether_core::capability::Operation as Cap;
@@ -34,6 +34,8 @@ pub struct StreamParams {
     /// Also stream presence (`presence-sync`, then `presence` events).
     #[serde(default)]
     presence: bool,
+    /// Roll-up window (ms, 0 = every fragment); the namespace's by default.
+    rollup_ms: Option<u64>,
 }
 
 /// `GET /channels/{channel}/stream`
@@ -72,6 +74,9 @@ pub async fn stream(
         rewind,
         presence: params.presence,
     };
+    let window = app
+        .engine
+        .rollup_window(&channel, params.rollup_ms.map(|ms| ms.min(5_000)));
     let subscription = app.engine.subscribe(channel, start);
     // The stream ends when the credential expires; the client renews and
     // resumes with Last-Event-ID.
@@ -79,7 +84,7 @@ pub async fn stream(
         .expires_at
         .map(|exp| Duration::from_secs(exp.saturating_sub(jsonwebtoken::get_current_timestamp())));
     let body = events(
-        subscription,
+        Feed::new(subscription, window),
         app.config.heartbeat(),
         app.shutdown.clone(),
         expires_in,
@@ -96,64 +101,59 @@ pub async fn stream(
     Ok(response)
 }
 
-/// Deliveries buffered between the subscription task and the socket. Small:
-/// a slow reader should make the subscription lag and catch up from the log,
-/// not pile up here.
-const SSE_BUFFER: usize = 16;
-
-/// The event stream: deliveries, keep-alive comments when idle, and an end
-/// on shutdown or error.
-///
-/// The subscription runs in its own task feeding a small channel, so that
-/// the keep-alive timer never cancels a subscription step half-way.
+/// The event stream: deliveries (rolled up), keep-alive comments when
+/// idle, and an end on shutdown, credential expiry or error.
 fn events(
-    mut subscription: Subscription,
+    feed: Feed,
     keep_alive: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     expires_in: Option<Duration>,
     slot: Slot,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(SSE_BUFFER);
-    tokio::spawn(async move {
-        let _slot = slot;
-        metrics::gauge!("tether_sse_streams").increment(1.0);
-        let expiry = crate::app::sleep_or_forever(expires_in);
-        tokio::pin!(expiry);
-        loop {
-            let frame = tokio::select! {
-                _ = tx.closed() => break,
-                _ = &mut expiry => {
-                    let err = ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume with Last-Event-ID");
-                    let _ = tx.send(error_event(&err)).await;
-                    break;
-                }
-                _ = crate::app::flipped(&mut shutdown) => {
-                    let err = ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down; reconnect and resume");
-                    let _ = tx.send(error_event(&err)).await;
-                    break;
-                }
-                delivery = subscription.next() => delivery,
-            };
-            let (bytes, last) = match frame {
-                Ok(delivery) => (
-                    protocol::sse_delivery(subscription.channel(), &delivery),
-                    false,
-                ),
-                Err(err) => (error_event(&err), true),
-            };
-            if tx.send(bytes).await.is_err() || last {
-                break;
-            }
+    struct State {
+        feed: Feed,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        expires_at: Option<tokio::time::Instant>,
+        done: bool,
+        _slot: Slot,
+    }
+    metrics::gauge!("tether_sse_streams").increment(1.0);
+    let state = State {
+        feed,
+        shutdown,
+        expires_at: expires_in.map(|d| tokio::time::Instant::now() + d),
+        done: false,
+        _slot: slot,
+    };
+    stream::unfold(state, move |mut st| async move {
+        if st.done {
+            metrics::gauge!("tether_sse_streams").decrement(1.0);
+            return None;
         }
-        metrics::gauge!("tether_sse_streams").decrement(1.0);
-    });
-    stream::unfold(rx, move |mut rx| async move {
-        let bytes = match tokio::time::timeout(keep_alive, rx.recv()).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+        let expiry = crate::app::sleep_or_forever(
+            st.expires_at
+                .map(|at| at.saturating_duration_since(tokio::time::Instant::now())),
+        );
+        // `Feed::next` is cancel-safe, so racing it against timers loses nothing.
+        let bytes = tokio::select! {
+            delivery = st.feed.next() => match delivery {
+                Ok(delivery) => protocol::sse_delivery(st.feed.channel(), &delivery),
+                Err(err) => {
+                    st.done = true;
+                    error_event(&err)
+                }
+            },
+            _ = tokio::time::sleep(keep_alive) => Bytes::from_static(b": keep-alive\n\n"),
+            _ = expiry => {
+                st.done = true;
+                error_event(&ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume with Last-Event-ID"))
+            }
+            _ = crate::app::flipped(&mut st.shutdown) => {
+                st.done = true;
+                error_event(&ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down; reconnect and resume"))
+            }
         };
-        Some((Ok(bytes), rx))
+        Some((Ok(bytes), st))
     })
     .fuse()
 }

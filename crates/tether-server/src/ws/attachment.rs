@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use tether_core::{ChannelName, Serial};
 
 use super::outbox::Outbox;
-use crate::engine::{Delivery, Subscription};
+use crate::engine::{Delivery, Feed};
 use crate::protocol;
 
 /// Runs until the subscription ends or the connection closes.
 pub async fn run(
-    mut subscription: Subscription,
+    mut subscription: Feed,
     outbox: Outbox,
     mut req: Option<u64>,
     positions: Arc<Mutex<HashMap<ChannelName, Option<Serial>>>>,

@@ -10,7 +10,7 @@ use super::acks::Pending;
 use super::session::SeqCheck;
 use super::{Connection, attachment, now_ms};
 use crate::auth::{Credentials, Principal};
-use crate::engine::Start;
+use crate::engine::{Feed, Start};
 use crate::protocol::{
     self, ClientFrame, MAX_REWIND, Mutation, PresenceVerb, ResumedAttachment, ServerFrame,
 };
@@ -246,9 +246,10 @@ impl Connection {
         if let Ok(mut positions) = self.positions.lock() {
             positions.insert(name.clone(), start.from);
         }
+        let window = self.app.engine.rollup_window(&name, self.rollup_ms);
         let subscription = self.app.engine.subscribe(name.clone(), start);
         let task = tokio::spawn(attachment::run(
-            subscription,
+            Feed::new(subscription, window),
             self.outbox.clone(),
             req,
             self.positions.clone(),

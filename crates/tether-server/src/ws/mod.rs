@@ -53,6 +53,23 @@ const ACK_QUEUE: usize = 4096;
 /// frame) are counted under, so they are capped like any key.
 const UNAUTHENTICATED: &str = "-";
 
+/// Query parameters of `GET /ws`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct WsQuery {
+    /// A JWT.
+    pub token: Option<String>,
+    /// An API key `name:secret`.
+    pub key: Option<String>,
+    /// The identity a key holder acts as.
+    pub client_id: Option<String>,
+    /// Roll-up window for this connection's subscriptions (ms, 0 = off);
+    /// the channel's namespace setting when absent.
+    pub rollup_ms: Option<u64>,
+}
+
+/// Longest roll-up window a connection may ask for.
+const MAX_ROLLUP_MS: u64 = 5_000;
+
 /// `GET /ws`: upgrades to a WebSocket connection.
 ///
 /// A credential may come with the upgrade (header, or `?token=` / `?key=`
@@ -60,10 +77,16 @@ const UNAUTHENTICATED: &str = "-";
 /// frame (`auth`). A bad credential is refused before the upgrade.
 pub async fn upgrade(
     State(app): State<App>,
-    Query(query): Query<AuthQuery>,
+    Query(query): Query<WsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let rollup = query.rollup_ms.map(|ms| ms.min(MAX_ROLLUP_MS));
+    let query = AuthQuery {
+        token: query.token,
+        key: query.key,
+        client_id: query.client_id,
+    };
     let principal = match authenticate_upgrade(&app, &query, &headers) {
         Ok(principal) => principal,
         Err(err) => return ApiError(err).into_response(),
@@ -80,7 +103,7 @@ pub async fn upgrade(
     let hard_limit = app.config.max_frame_bytes.saturating_mul(4);
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| Connection::run(app, socket, principal, slot))
+        .on_upgrade(move |socket| Connection::run(app, socket, principal, slot, rollup))
 }
 
 /// The caller, or `None` when it will authenticate with its first frame.
@@ -143,12 +166,20 @@ struct Connection {
     used: bool,
     /// Flips when a resume elsewhere takes this connection over.
     takeover: watch::Receiver<bool>,
+    /// Roll-up window chosen at connect time (ms), if any.
+    rollup_ms: Option<u64>,
     /// Counts this connection against the server and key caps.
     _slot: Slot,
 }
 
 impl Connection {
-    async fn run(app: App, socket: WebSocket, principal: Option<Principal>, slot: Slot) {
+    async fn run(
+        app: App,
+        socket: WebSocket,
+        principal: Option<Principal>,
+        slot: Slot,
+        rollup_ms: Option<u64>,
+    ) {
         let (sink, mut stream) = socket.split();
         let (outbox, writer) = Outbox::new(
             app.config.outbound_queue,
@@ -189,6 +220,7 @@ impl Connection {
             used: false,
             takeover,
             app,
+            rollup_ms,
             _slot: slot,
         };
         metrics::gauge!("tether_connections").increment(1.0);

@@ -50,8 +50,10 @@ impl TestServer {
         format!("{}/ws", self.base.replace("http://", "ws://"))
     }
 
+    /// A raw client that receives every fragment (roll-up off), so tests
+    /// can count frames exactly.
     pub async fn ws(&self) -> Ws {
-        Ws::connect(&self.ws_url()).await
+        Ws::connect(&format!("{}?rollup_ms=0", self.ws_url())).await
     }
 
     pub fn http(&self) -> Http {
