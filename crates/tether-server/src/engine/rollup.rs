@@ -57,12 +57,14 @@ impl Rollup {
         if self.window.is_zero() || message.action != Action::Append {
             return self.flush_then(delivery);
         }
-        if let Some(pending) = &mut self.pending {
-            if pending.event.serial == message.serial {
-                merge(&mut pending.event, message);
-                pending.position = *position;
-                return Vec::new();
-            }
+        if let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.event.serial == message.serial)
+        {
+            merge(&mut pending.event, message);
+            pending.position = *position;
+            return Vec::new();
         }
         let mut out: Vec<Delivery> = self.flush().into_iter().collect();
         let recent = self
