@@ -59,6 +59,9 @@ pub enum StartError {
     /// A configured public key is unusable.
     #[error(transparent)]
     Auth(#[from] crate::auth::BadPublicKey),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,6 +75,7 @@ pub enum StartError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    tls: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     store: Arc<FjallStore>,
@@ -132,18 +136,36 @@ impl Server {
             sessions,
             llm,
         };
+        let tls = match (&app.config.tls_cert, &app.config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let is_tls = tls.is_some();
         let router: Router = http::router(app);
         let mut graceful = shutdown;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { flipped(&mut graceful).await });
-            if let Err(err) = serve.await {
-                tracing::error!(error = %err, "server stopped with an error");
+        let stop_signal = async move { flipped(&mut graceful).await };
+        let task = match tls {
+            Some(acceptor) => {
+                let listener = crate::tls::TlsListener::new(listener, acceptor)
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
+                    if let Err(err) = serve.await {
+                        tracing::error!(error = %err, "server stopped with an error");
+                    }
+                })
             }
-        });
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
+                if let Err(err) = serve.await {
+                    tracing::error!(error = %err, "server stopped with an error");
+                }
+            }),
+        };
         tracing::info!(%addr, "listening");
         Ok(Server {
             addr,
+            tls: is_tls,
             stop,
             task,
             store,
@@ -153,6 +175,12 @@ impl Server {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's base URL (`http://` or `https://`).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Tells every connection to reconnect elsewhere, stops accepting, waits

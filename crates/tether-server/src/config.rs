@@ -27,6 +27,10 @@ pub struct Config {
     pub fsync: FsyncMode,
     /// Development mode: no authentication, loopback only.
     pub dev: bool,
+    /// PEM certificate chain: serve HTTPS and WSS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Origins allowed by CORS; `*` allows any. Empty disables CORS.
     pub cors_origins: Vec<String>,
     /// How often the server sends heartbeats (ms).
@@ -84,6 +88,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./tether-data"),
             fsync: FsyncMode::Batch,
             dev: false,
+            tls_cert: None,
+            tls_key: None,
             cors_origins: Vec::new(),
             heartbeat_ms: 15_000,
             idle_timeout_ms: 45_000,
@@ -214,6 +220,11 @@ impl Config {
         if self.publish_rate_per_sec == 0 || self.publish_burst == 0 {
             return Err(ConfigError::Inconsistent(
                 "publish_rate_per_sec and publish_burst must be positive".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Inconsistent(
+                "TLS needs both tls_cert and tls_key".into(),
             ));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {

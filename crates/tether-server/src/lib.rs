@@ -12,6 +12,7 @@
 //! - [`limits`]: connection caps.
 //! - [`llm`]: the LLM bridge, the fake LLM and the AI SDK resume endpoint.
 //! - [`presence`]: who is on each channel (state, not log).
+//! - [`tls`]: optional HTTPS/WSS with rustls.
 //! - [`broker`]: in-process fan-out of committed events.
 //! - [`protocol`]: every wire type; the only place frames are built.
 //! - [`ws`]: the WebSocket connection (reader, writer, ack loop, attachments).
@@ -27,6 +28,7 @@ pub mod limits;
 pub mod llm;
 pub mod presence;
 pub mod protocol;
+pub mod tls;
 pub mod ws;
 
 pub use app::{Server, StartError};

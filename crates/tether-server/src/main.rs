@@ -30,6 +30,8 @@ enum Command {
     History(cli::history::HistoryArgs),
     /// Stream standard input into one message, as appends.
     Stream(cli::stream::StreamArgs),
+    /// Run a deterministic fake OpenAI-compatible LLM (tests, demos, benchmarks).
+    FakeLlm(tether_server::llm::fake::FakeLlmArgs),
 }
 
 /// Flags of `tether serve`. Each overrides the config file and `TETHER_*`.
@@ -52,6 +54,14 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     fsync: Option<String>,
+    /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
     /// Development mode: no authentication; loopback addresses only.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -79,6 +89,7 @@ fn main() -> ExitCode {
         Command::Subscribe(args) => cli::run(cli::subscribe::run(args)),
         Command::History(args) => cli::run(cli::history::run(args)),
         Command::Stream(args) => cli::run(cli::stream::run(args)),
+        Command::FakeLlm(args) => tether_server::llm::fake::run(args),
     }
 }
 
@@ -116,7 +127,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         // The one line on stdout: scripts and tests read the bound address.
-        println!("listening on http://{}", server.addr());
+        println!("listening on {}", server.url());
         server.run_until(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
