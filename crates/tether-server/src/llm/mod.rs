@@ -1,0 +1,177 @@
+//! AI streaming on the server: an LLM bridge that streams an
+//! OpenAI-compatible model's answer into one message, a deterministic fake
+//! of such a model for tests and demos, and the Vercel AI SDK's resumable
+//! stream endpoint.
+//!
+//! # Layout
+//! - this file: [`LlmConfig`] and the routes.
+//! - [`http`]: the REST handlers (`POST /channels/{channel}/llm`,
+//!   `GET /llm/jobs`, `DELETE /llm/jobs/{id}`).
+//! - [`jobs`]: the registry of running jobs and its bound.
+//! - [`bridge`]: one job: create the message, append each delta, end it
+//!   with a status and usage.
+//! - [`openai`]: the upstream client (`/v1/chat/completions` with
+//!   `stream: true`) with typed errors; [`sse`] is its pure SSE decoder.
+//! - [`fake`]: the fake OpenAI-compatible server (`tether fake-llm`).
+//! - [`aisdk`]: `GET /channels/{channel}/aisdk/stream`, a channel's
+//!   streaming response as an AI SDK UI message stream.
+//!
+//! The bridge is a *client* of the engine like any front door: it submits
+//! operations and subscribes, so everything it writes is durable, ordered
+//! and resumable exactly like an agent's appends over WebSocket.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+
+pub mod aisdk;
+pub mod bridge;
+pub mod fake;
+pub mod http;
+pub mod jobs;
+pub mod openai;
+pub mod sse;
+
+pub use jobs::Jobs;
+
+/// Settings of the LLM bridge (`[llm]` in the config file, or
+/// `TETHER_LLM__BASE_URL`, `TETHER_LLM__API_KEY`, ...).
+///
+/// The base URL and key come only from here, never from a request: the
+/// bridge must not become an open proxy, and browser clients must never
+/// see the key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// An OpenAI-compatible server: `https://api.openai.com/v1`,
+    /// `http://127.0.0.1:11434` (Ollama), `http://127.0.0.1:8000` (vLLM),
+    /// `http://127.0.0.1:7401` (`tether fake-llm`). Requests go to
+    /// `{base_url}/v1/chat/completions`, or `{base_url}/chat/completions`
+    /// when it already ends in `/v1`. Unset: the bridge is off.
+    pub base_url: Option<String>,
+    /// Sent as `Authorization: Bearer ...`. Never returned to clients.
+    pub api_key: Option<String>,
+    /// The model used when a request names none.
+    pub model: Option<String>,
+    /// Jobs running at once; more are refused with `42901`. Each holds an
+    /// upstream connection and a subscription, so this bounds both.
+    pub max_concurrent_jobs: usize,
+    /// A job still running after this long ends with status `error`, so a
+    /// runaway generation cannot hold a slot (and spend tokens) forever.
+    pub max_duration_secs: u64,
+    /// Time to establish the TCP (and TLS) connection upstream.
+    pub connect_timeout_secs: u64,
+    /// Time from sending the request to the response headers: models can
+    /// queue a request before they start, so this is longer than a connect.
+    pub request_timeout_secs: u64,
+    /// Longest silence between two chunks of a streaming response before
+    /// the job gives up on the upstream: a stalled server must not hang a
+    /// job until `max_duration_secs`.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> LlmConfig {
+        LlmConfig {
+            base_url: None,
+            api_key: None,
+            model: None,
+            max_concurrent_jobs: 64,
+            max_duration_secs: 600,
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// The chat completions URL for the configured base URL.
+    pub fn completions_url(&self) -> Option<String> {
+        let base = self.base_url.as_deref()?.trim_end_matches('/');
+        Some(if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        })
+    }
+
+    /// See [`LlmConfig::max_duration_secs`].
+    pub fn max_duration(&self) -> Duration {
+        Duration::from_secs(self.max_duration_secs)
+    }
+
+    /// See [`LlmConfig::request_timeout_secs`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// See [`LlmConfig::idle_timeout_secs`].
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// Written by hand so the API key never reaches a log line.
+impl fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("max_concurrent_jobs", &self.max_concurrent_jobs)
+            .field("max_duration_secs", &self.max_duration_secs)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .finish()
+    }
+}
+
+/// The routes of this module, merged into the server's router.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/channels/{channel}/llm", post(http::start))
+        .route("/channels/{channel}/aisdk/stream", get(aisdk::stream))
+        .route("/llm/jobs", get(http::list))
+        .route("/llm/jobs/{job}", delete(http::cancel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LlmConfig;
+
+    #[test]
+    fn completions_url_accepts_both_base_url_styles() {
+        let url = |base: &str| {
+            LlmConfig {
+                base_url: Some(base.into()),
+                ..LlmConfig::default()
+            }
+            .completions_url()
+        };
+        assert_eq!(
+            url("http://h:1").as_deref(),
+            Some("http://h:1/v1/chat/completions")
+        );
+        assert_eq!(
+            url("https://api.openai.com/v1/").as_deref(),
+            Some("https://api.openai.com/v1/chat/completions")
+        );
+        assert_eq!(LlmConfig::default().completions_url(), None);
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let config = LlmConfig {
+            api_key: Some("sk-secret".into()),
+            ..LlmConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("sk-secret"));
+    }
+}
