@@ -11,20 +11,25 @@ import { Emitter } from './emitter.js';
 import { ErrorCodes, TetherError } from './errors.js';
 import type { RestClient } from './rest.js';
 import type { Persistence, SavedChannel } from './storage.js';
+import { MessageNames } from './conventions.js';
+import { ChannelPresence } from './presence.js';
 import type {
   Ack,
   AppendOptions,
   Continuity,
   DeleteOptions,
+  EphemeralMessage,
   HistoryOptions,
   HistoryPage,
   Message,
   Mutation,
   NewMessage,
+  PresenceAction,
+  PresenceMember,
   Serial,
   UpdatePatch,
 } from './types.js';
-import { generateId } from './util.js';
+import { generateId, seg } from './util.js';
 import { View } from './view.js';
 
 /** Where a channel is in its attach lifecycle. */
@@ -41,6 +46,8 @@ export interface AttachResult {
 export interface ResumeParams {
   from?: Serial;
   rewind?: number;
+  /** Also deliver presence (`presence-sync`, then `presence` events). */
+  presence?: boolean;
 }
 
 /** Extra facts about a delivered event. */
@@ -66,6 +73,23 @@ export interface ChannelEvents extends Record<string, unknown> {
   /** The view changed (batched per microtask); the payload is the new immutable list. */
   messages: readonly Message[];
   message: { event: Message; info: EventInfo };
+  /** A live-only message (never stored, never replayed). */
+  ephemeral: EphemeralMessage;
+}
+
+/** A listener to ephemeral (live-only) messages. */
+export type EphemeralListener = (message: EphemeralMessage) => void;
+
+/** Options of `client.channel(name, opts)`. */
+export interface ChannelOptions {
+  /** How many recent messages a fresh attach loads (default: the client's `rewind`, 100). */
+  rewind?: number;
+  /**
+   * Attach with presence, so `channel.presence.members()` is kept current.
+   * Set automatically by `presence.subscribe` / `presence.onMembers`. Needs
+   * the `presence-subscribe` capability.
+   */
+  presence?: boolean;
 }
 
 /** What a transport does for a channel. */
@@ -76,6 +100,10 @@ export interface ChannelBackend {
   detach(channel: Channel): Promise<void>;
   /** Apply a publish or mutation and resolve with the ack. */
   mutate(mutation: Mutation): Promise<Ack>;
+  /** Enter, update or leave presence as this connection; resolves on `ok`. */
+  presence(channel: string, action: PresenceAction, data: unknown): Promise<void>;
+  /** Publish a live-only message; resolves on `ok`. */
+  ephemeral(channel: string, message: NewMessage): Promise<void>;
 }
 
 /** Options a client passes to its channels. */
@@ -104,6 +132,15 @@ export class Channel extends Emitter<ChannelEvents> {
   private generation = 0;
   private readonly filling = new Set<Serial>();
   private notifyQueued = false;
+  private wantPresence = false;
+  /** An attach was asked for and not yet handed to the backend (it is sent in a microtask). */
+  private attachPending = false;
+  /**
+   * Presence of this channel: `enter`, `update`, `leave`, `members`,
+   * `subscribe`, `onMembers`. Entering and leaving need the WebSocket
+   * transport; watching works over SSE too.
+   */
+  readonly presence: ChannelPresence;
 
   /** @internal Created by {@link TetherClient.channel}. */
   constructor(
@@ -112,6 +149,12 @@ export class Channel extends Emitter<ChannelEvents> {
   ) {
     super();
     this.rewind = ctx.defaultRewind;
+    this.presence = new ChannelPresence({
+      send: (action, data) => this.ctx.backend.presence(this.name, action, data),
+      enable: () => this.enablePresence(),
+      fetch: async () => (await this.ctx.rest.call<{ members?: PresenceMember[] }>('GET', `/channels/${seg(this.name)}/presence`)).members ?? [],
+      report: (err) => this.emit('error', err),
+    });
     const saved = ctx.persistence?.load(name);
     if (saved) {
       this.view.load(saved.messages);
@@ -145,14 +188,28 @@ export class Channel extends Emitter<ChannelEvents> {
     const p = new Promise<AttachResult>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (this._state !== 'attaching') {
       this.setState('attaching');
-      this.ctx.backend.attach(this);
+      // Sent a moment later, so that everything the app sets up in the same
+      // tick (say, onMessages and presence.onMembers) makes one attach.
+      this.attachPending = true;
+      queueMicrotask(() => {
+        if (!this.attachPending || !this.wanted) return;
+        this.attachPending = false;
+        this.ctx.backend.attach(this);
+      });
     }
     return p;
+  }
+
+  /** Whether the channel is (to be) attached with presence. */
+  get presenceEnabled(): boolean {
+    return this.wantPresence;
   }
 
   /** Stops receiving. The view and position are kept, so a later attach resumes. */
   async detach(): Promise<void> {
     this.wanted = false;
+    this.attachPending = false;
+    this.presence._reset();
     this.settleWaiters(new TetherError(ErrorCodes.NotAttached, 'detached before the attach completed'));
     if (this._state === 'attached' || this._state === 'attaching') {
       this.setState('detaching');
@@ -214,8 +271,9 @@ export class Channel extends Emitter<ChannelEvents> {
   /**
    * Appends a string fragment to message `serial`. Pipelined: call it for
    * every token without awaiting. If the connection drops while it is in
-   * flight, it rejects with `OutcomeUnknown` (80001) rather than risk a
-   * double append (protocol v1 has no idempotency key for appends).
+   * flight, it is re-sent on the resumed connection with the same `seq` and
+   * applied exactly once. Only if the connection cannot be resumed does it
+   * reject with `OutcomeUnknown` (80001) rather than risk a double append.
    */
   append(serial: Serial, data: string, opts: AppendOptions = {}): Promise<Ack> {
     return this.ctx.backend.mutate({ type: 'append', channel: this.name, serial, data, ...opts });
@@ -229,6 +287,54 @@ export class Channel extends Emitter<ChannelEvents> {
   /** Replaces message `serial` with a tombstone (`data: null`), keeping its place. */
   delete(serial: Serial, opts: DeleteOptions = {}): Promise<Ack> {
     return this.ctx.backend.mutate({ type: 'delete', channel: this.name, serial, ...opts });
+  }
+
+  /**
+   * Publishes a live-only message (`"ephemeral": true`): delivered to the
+   * channel's current subscribers, never stored, never replayed. For typing
+   * indicators and "calling tool X" ticks. Resolves on the server's `ok`.
+   * Needs the WebSocket transport. Not re-sent after a drop.
+   */
+  publishEphemeral(message: NewMessage): Promise<void> {
+    return this.ctx.backend.ephemeral(this.name, message);
+  }
+
+  /** Listens to ephemeral messages (attaches if needed). Returns an unsubscribe. */
+  onEphemeral(listener: EphemeralListener): () => void {
+    const off = this.on('ephemeral', listener);
+    this.attach().catch(() => {
+      /* reported through the 'error' event */
+    });
+    return off;
+  }
+
+  /**
+   * Asks the agent to stop the streaming response `serial` (publishes
+   * `{name: "cancel", extras: {target: serial}}`). The server marks the
+   * response `cancelled` right behind it, so the agent's next append is
+   * refused with `StreamEnded` (40901). Needs `publish`.
+   */
+  cancel(serial: Serial): Promise<Ack> {
+    return this.publish({ name: MessageNames.Cancel, extras: { target: serial } });
+  }
+
+  /**
+   * Gives the agent a new instruction about response `serial` (publishes
+   * `{name: "steer", data: instruction, extras: {target: serial}}`). A
+   * convention only: the agent decides what to do with it.
+   */
+  steer(serial: Serial, instruction: unknown): Promise<Ack> {
+    return this.publish({ name: MessageNames.Steer, data: instruction, extras: { target: serial } });
+  }
+
+  /** An operator takes the conversation over (`handoff` / `claim`). Needs the `operator` capability (else 40300). */
+  claim(): Promise<Ack> {
+    return this.publish({ name: MessageNames.Handoff, extras: { action: 'claim' } });
+  }
+
+  /** An operator hands the conversation back (`handoff` / `release`). Needs `operator`. */
+  release(): Promise<Ack> {
+    return this.publish({ name: MessageNames.Handoff, extras: { action: 'release' } });
   }
 
   /** History pages (current version of each message), fetched lazily: `for await (const page of ch.history())`. */
@@ -258,14 +364,47 @@ export class Channel extends Emitter<ChannelEvents> {
     this.rewind = rewind;
   }
 
-  /** @internal Where the next attach starts. */
+  /** @internal Where the next attach starts (the backend is sending it now). */
   _resumeParams(): ResumeParams {
-    return this._position !== undefined ? { from: this._position } : { rewind: this.rewind };
+    this.attachPending = false;
+    const params: ResumeParams = this._position !== undefined ? { from: this._position } : { rewind: this.rewind };
+    if (this.wantPresence) params.presence = true;
+    return params;
+  }
+
+  /** @internal `client.channel(name, {presence: true})`: deliver presence whenever attached (does not attach by itself). */
+  _setPresence(): void {
+    if (this.wantPresence) return;
+    this.wantPresence = true;
+    if (this.wanted && !this.attachPending && (this._state === 'attached' || this._state === 'attaching')) {
+      this.ctx.backend.attach(this);
+    }
   }
 
   /** @internal The transport lost its connection; a re-attach will follow. */
   _onSuspended(): void {
+    this.presence._suspend();
     if (this.wanted && this._state === 'attached') this.setState('attaching');
+  }
+
+  /** @internal A `presence-sync` page. */
+  _onPresenceSync(members: PresenceMember[], complete: boolean): void {
+    this.presence._onSync(members, complete);
+  }
+
+  /** @internal A live presence change. */
+  _onPresence(action: PresenceAction, member: PresenceMember): void {
+    this.presence._onEvent(action, member);
+  }
+
+  /** @internal An error about this channel that answers no request. */
+  _onError(err: TetherError): void {
+    this.emit('error', err);
+  }
+
+  /** @internal A live-only message. */
+  _onEphemeral(message: EphemeralMessage): void {
+    this.emit('ephemeral', message);
   }
 
   /** @internal The server's `attached`. Must run before the frames that follow it. */
@@ -301,6 +440,7 @@ export class Channel extends Emitter<ChannelEvents> {
   _onDetached(error?: TetherError): void {
     if (this._state === 'detaching') return;
     this.wanted = false;
+    this.presence._reset();
     this.setState('detached');
     this.settleWaiters(error ?? new TetherError(ErrorCodes.NotAttached, 'detached by the server'));
     this.emit('detached', error ? { error } : {});
@@ -337,6 +477,24 @@ export class Channel extends Emitter<ChannelEvents> {
   }
 
   // ---- internals ----------------------------------------------------------
+
+  /**
+   * Makes the attachment deliver presence: attaches if not attached, or
+   * re-attaches from the current position if attached without it.
+   */
+  private enablePresence(): void {
+    if (this.ctx.isClosed()) return;
+    if (this.wantPresence) {
+      if (!this.wanted) this.attach().catch(() => undefined);
+      return;
+    }
+    this.wantPresence = true;
+    if (!this.wanted) {
+      this.attach().catch(() => undefined);
+    } else if (!this.attachPending && (this._state === 'attached' || this._state === 'attaching')) {
+      this.ctx.backend.attach(this);
+    }
+  }
 
   private readonly saveState = (): SavedChannel | undefined =>
     this._position === undefined ? undefined : { position: this._position, messages: [...this.view.messages()] };

@@ -3,8 +3,9 @@
  * multiplexed WebSocket, or SSE+REST), the channels, and their persistence.
  */
 
-import { Channel, type ChannelBackend, type ChannelContext } from './channel.js';
-import { Connection } from './connection.js';
+import { Auth } from './auth.js';
+import { Channel, type ChannelBackend, type ChannelContext, type ChannelOptions } from './channel.js';
+import { type ConnectedInfo, Connection } from './connection.js';
 import { Emitter } from './emitter.js';
 import { ErrorCodes, TetherError } from './errors.js';
 import { RestClient, toAck } from './rest.js';
@@ -15,11 +16,15 @@ import type {
   ConnectionState,
   EventSourceConstructor,
   Mutation,
+  Serial,
   ServerFrame,
   StorageLike,
   WebSocketConstructor,
 } from './types.js';
 import { type BackoffOptions, httpBase } from './util.js';
+
+/** `EPOCH-SEQUENCE`, 13 and 16 digits. */
+const SERIAL = /^\d{13}-\d{16}$/;
 
 /** Options of a {@link TetherClient}. */
 export interface ClientOptions {
@@ -48,10 +53,25 @@ export interface ClientOptions {
    * (40 ms); 0 delivers every fragment.
    */
   rollupMs?: number;
-  /** A fixed credential, sent as the `token` query parameter (WebSocket, SSE) and as a Bearer header (REST). */
+  /** A fixed token, sent as the `token` query parameter (WebSocket, SSE) and as a Bearer header (REST). It cannot be renewed. */
   token?: string;
-  /** Called before every connection (and REST call) to obtain a fresh credential; takes precedence over `token`. */
+  /**
+   * Returns a fresh token (typically from your back end, which mints it
+   * with `POST /keys/{key}/tokens`). Called when a token is first needed,
+   * before the current one expires (its `exp`, or the server's
+   * `authorized.expires_at`: the new token is sent on the live connection
+   * with no reconnect), and after the server refuses or expires one.
+   * Takes precedence over `token`.
+   */
   authCallback?: () => string | Promise<string>;
+  /**
+   * An API key `name:secret`, sent as `?key=` (WebSocket, SSE) and as HTTP
+   * Basic auth (REST). **For trusted back ends (Node) only**: anything a
+   * browser holds is public, so browsers must use tokens.
+   */
+  key?: string;
+  /** With `key`: the client id the back end acts for. */
+  clientId?: string;
   /** Rewind for a fresh attach, so a late joiner sees the conversation (default 100, max 1000). */
   rewind?: number;
   /** Reconnect backoff (defaults: 500 ms initial, 15 s cap, with jitter). */
@@ -79,6 +99,10 @@ export interface ClientEvents extends Record<string, unknown> {
   failed: void;
   /** Connection-level errors (channel errors go to the channel). */
   error: TetherError;
+  /** After a drop, the new socket resumed the connection: presence, channels and in-flight mutations carried over. */
+  resumed: { connectionId: string };
+  /** After a drop, the connection could not be resumed (41001): channels were re-attached by position and presence re-entered. */
+  'resume-failed': TetherError;
 }
 
 /**
@@ -101,18 +125,19 @@ export class TetherClient extends Emitter<ClientEvents> {
   private readonly persistence: Persistence | undefined;
   private readonly backend: ChannelBackend;
   private readonly defaultRewind: number;
+  private readonly auth: Auth;
   private _state: ConnectionState = 'initialized';
 
   constructor(opts: ClientOptions) {
     super();
-    const getToken = opts.authCallback
-      ? async () => (await opts.authCallback?.()) || undefined
-      : opts.token
-        ? async () => opts.token
-        : undefined;
-    const restOpts: ConstructorParameters<typeof RestClient>[0] = { url: opts.url };
+    const authOpts: ConstructorParameters<typeof Auth>[0] = {};
+    if (opts.token !== undefined) authOpts.token = opts.token;
+    if (opts.authCallback) authOpts.authCallback = opts.authCallback;
+    if (opts.key !== undefined) authOpts.key = opts.key;
+    if (opts.clientId !== undefined) authOpts.clientId = opts.clientId;
+    this.auth = new Auth(authOpts);
+    const restOpts: ConstructorParameters<typeof RestClient>[0] = { url: opts.url, auth: this.auth };
     if (opts.fetch) restOpts.fetch = opts.fetch;
-    if (getToken) restOpts.getToken = getToken;
     this.rest = new RestClient(restOpts);
     this.defaultRewind = opts.rewind ?? 100;
     this.persistence = makePersistence(opts.persist, `tether:${httpBase(opts.url)}:`);
@@ -125,20 +150,25 @@ export class TetherClient extends Emitter<ClientEvents> {
     this.transport = mode === 'sse' || !WS ? 'sse' : 'websocket';
 
     if (this.transport === 'websocket' && WS) {
-      const connOpts: ConstructorParameters<typeof Connection>[0] = { url: opts.url, WebSocket: WS, canRenewToken: !!opts.authCallback };
-      if (getToken) connOpts.getToken = getToken;
+      const persistence = this.persistence;
+      const connOpts: ConstructorParameters<typeof Connection>[0] = {
+        url: opts.url,
+        WebSocket: WS,
+        auth: this.auth,
+        positions: () => this.positions(),
+      };
+      if (persistence) connOpts.session = { load: () => persistence.loadSession(), save: (r) => persistence.saveSession(r) };
       if (opts.reconnect) connOpts.reconnect = opts.reconnect;
       if (opts.silenceTimeoutMs !== undefined) connOpts.silenceTimeoutMs = opts.silenceTimeoutMs;
       if (opts.rollupMs !== undefined) connOpts.rollupMs = opts.rollupMs;
       const connection = new Connection(connOpts);
       this.connection = connection;
+      persistence?.setSessionSource(() => connection.sessionRecord());
       this.backend = this.websocketBackend(connection);
       connection.on('state', (s) => this.setState(s));
       connection.on('error', (e) => this.emit('error', e));
       connection.on('frame', (f) => this.route(f));
-      connection.on('connected', () => {
-        for (const ch of this.channels.values()) if (ch._wanted) this.sendAttach(connection, ch);
-      });
+      connection.on('connected', (info) => this.onConnected(connection, info));
       if (opts.autoConnect !== false) connection.connect();
     } else {
       const sseOpts: ConstructorParameters<typeof SseBackend>[0] = {
@@ -149,7 +179,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       const ES = opts.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
       if (ES) sseOpts.EventSource = ES;
       if (opts.fetch) sseOpts.fetch = opts.fetch;
-      if (getToken) sseOpts.getToken = getToken;
+      sseOpts.auth = this.auth;
       if (opts.reconnect) sseOpts.reconnect = opts.reconnect;
       if (opts.sseSilenceMs !== undefined) sseOpts.silenceMs = opts.sseSilenceMs;
       if (opts.rollupMs !== undefined) sseOpts.rollupMs = opts.rollupMs;
@@ -169,7 +199,7 @@ export class TetherClient extends Emitter<ClientEvents> {
    * `rewind` sets how many recent messages a fresh attach loads (set it
    * here, before `subscribe`/`onMessages` attach implicitly).
    */
-  channel(name: string, opts: { rewind?: number } = {}): Channel {
+  channel(name: string, opts: ChannelOptions = {}): Channel {
     let ch = this.channels.get(name);
     if (!ch) {
       const ctx: ChannelContext = {
@@ -183,7 +213,18 @@ export class TetherClient extends Emitter<ClientEvents> {
       this.channels.set(name, ch);
     }
     if (opts.rewind !== undefined) ch._setRewind(opts.rewind);
+    if (opts.presence) ch._setPresence();
     return ch;
+  }
+
+  /** The current connection's id (WebSocket, while connected): the `connection_id` on your messages and presence. */
+  get connectionId(): string | undefined {
+    return this.connection?.connectedInfo?.connectionId;
+  }
+
+  /** The client id the server knows this connection by (from the credential), while connected. */
+  get clientId(): string | undefined {
+    return this.connection?.connectedInfo?.clientId;
   }
 
   /** Round trip to the server in ms (WebSocket only): a liveness check for the app. */
@@ -231,11 +272,65 @@ export class TetherClient extends Emitter<ClientEvents> {
         }
       },
       mutate: async (m: Mutation): Promise<Ack> => {
-        const reply = await connection.request(m, m.type === 'publish' ? 'resend' : 'at-most-once');
+        // Sequenced: exactly once across a connection resume. A publish
+        // always has an id, so it is also safe to re-send on a new connection.
+        const reply = await connection.request(m, 'sequenced', m.type === 'publish');
         if (reply.type !== 'ack') throw new TetherError(ErrorCodes.ProtocolError, `expected ack, got ${reply.type}`);
         return toAck(reply);
       },
+      presence: async (channel, action, data) => {
+        const frame: Parameters<Connection['request']>[0] =
+          action === 'leave' ? { type: 'presence', channel, action } : { type: 'presence', channel, action, data: data ?? null };
+        await connection.request(frame, 'resend');
+      },
+      ephemeral: async (channel, message) => {
+        await connection.request({ type: 'publish', channel, ephemeral: true, message }, 'at-most-once');
+      },
     };
+  }
+
+  /**
+   * The last position of every channel, for a connection resume. Only
+   * well-formed serials: one bad position makes the server refuse the whole
+   * resume (40003).
+   */
+  private positions(): Record<string, Serial> {
+    const out: Record<string, Serial> = {};
+    for (const ch of this.channels.values()) {
+      if (ch.position !== undefined && SERIAL.test(ch.position)) out[ch.name] = ch.position;
+    }
+    return out;
+  }
+
+  /**
+   * A socket is ready. Resumed: the server re-attached the old connection's
+   * channels from our positions and kept its presence, so only channels it
+   * did not have are attached (and ones the app no longer wants detached).
+   * Not resumed: attach every wanted channel by position and re-enter
+   * presence with the last data.
+   */
+  private onConnected(connection: Connection, info: ConnectedInfo): void {
+    const resumed = new Map(info.attachments.map((a) => [a.channel, a]));
+    for (const ch of this.channels.values()) {
+      const r = info.resumed ? resumed.get(ch.name) : undefined;
+      if (!r) {
+        if (ch._wanted) this.sendAttach(connection, ch);
+      } else if (!ch._wanted) {
+        this.sendDetach(connection, ch.name);
+      } else if (ch.position === undefined) {
+        // Attached fresh and dropped before its first position: the server
+        // would replay the whole log; restart it with the rewind instead.
+        this.sendAttach(connection, ch);
+      }
+    }
+    for (const name of resumed.keys()) if (!this.channels.has(name)) this.sendDetach(connection, name);
+    if (!info.resumed) for (const ch of this.channels.values()) ch.presence._reenter();
+    if (info.resumed) this.emit('resumed', { connectionId: info.connectionId });
+    else if (info.resumeError) this.emit('resume-failed', info.resumeError);
+  }
+
+  private sendDetach(connection: Connection, channel: string): void {
+    connection.request({ type: 'detach', channel }, 'transient').catch(() => undefined);
   }
 
   private sendAttach(connection: Connection, ch: Channel): void {
@@ -264,6 +359,20 @@ export class TetherClient extends Emitter<ClientEvents> {
         if (frame.req === undefined) {
           this.channels.get(frame.channel)?._onDetached(frame.error ? TetherError.from(frame.error) : undefined);
         }
+        break;
+      case 'presence-sync':
+        this.channels.get(frame.channel)?._onPresenceSync(frame.members ?? [], frame.complete !== false);
+        break;
+      case 'presence':
+        this.channels.get(frame.channel)?._onPresence(frame.action, frame.member);
+        break;
+      case 'ephemeral':
+        this.channels.get(frame.channel)?._onEphemeral(frame.message);
+        break;
+      case 'error':
+        // A channel-level error without a request (e.g. a renewed token no
+        // longer grants subscribe): tell the channel.
+        if (frame.req === undefined && frame.channel) this.channels.get(frame.channel)?._onError(TetherError.from(frame));
         break;
       default:
         break;

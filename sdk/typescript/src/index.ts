@@ -1,7 +1,8 @@
 /**
  * @tether/client: the browser and Node client for Tether.
  *
- * Start with {@link TetherClient}; bind a UI to `channel.onMessages`.
+ * Start with {@link TetherClient}; bind a UI to `channel.onMessages` and
+ * `channel.presence.onMembers`.
  */
 
 export { TetherClient, type ClientOptions, type ClientEvents } from './client.js';
@@ -9,10 +10,16 @@ export {
   Channel,
   type AttachResult,
   type ChannelEvents,
+  type ChannelOptions,
   type ChannelState,
+  type EphemeralListener,
   type EventInfo,
   type MessageListener,
 } from './channel.js';
+export { ChannelPresence, type PresenceEvents, type PresenceListener } from './presence.js';
+export { handoffAction, isStreamEnded, MessageNames, streamStatus, targetOf } from './conventions.js';
+export { decodeJwtTimes } from './auth.js';
+export { connectionStateStore, type ExternalStore, membersStore, messagesStore } from './stores.js';
 export { ErrorCodes, TetherError } from './errors.js';
 export { View, type FoldResult } from './view.js';
 export { MemoryStorage } from './storage.js';

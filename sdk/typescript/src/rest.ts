@@ -4,6 +4,7 @@
  * (the SSE transport, serverless code).
  */
 
+import type { Auth } from './auth.js';
 import { ErrorCodes, TetherError } from './errors.js';
 import type {
   Ack,
@@ -26,8 +27,8 @@ export interface RestOptions {
   url: string;
   /** `fetch` implementation (default: the global one). */
   fetch?: typeof fetch;
-  /** Supplies a credential, sent as `Authorization: Bearer`. */
-  getToken?: () => Promise<string | undefined>;
+  /** The credential: a token (sent as `Authorization: Bearer`) or a key (HTTP Basic). */
+  auth?: Auth;
 }
 
 interface AckWire {
@@ -133,8 +134,8 @@ export class RestClient {
   /** One request; any failure becomes a {@link TetherError}. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    const token = this.opts.getToken ? await this.opts.getToken() : undefined;
-    if (token) headers['authorization'] = `Bearer ${token}`;
+    const auth = this.opts.auth;
+    if (auth) Object.assign(headers, auth.headers(await auth.token()));
     const init: RequestInit = { method, headers };
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -146,6 +147,7 @@ export class RestClient {
     } catch (err) {
       throw new TetherError(ErrorCodes.NetworkError, `${method} ${path} failed: ${String(err)}`);
     }
+    if (res.status === 401) auth?.invalidate();
     return readJson<T>(res, `${method} ${path}`);
   }
 }

@@ -10,10 +10,21 @@
  * `EventSource` is missing) resume the same way, with the same backoff.
  */
 
+import type { Auth } from './auth.js';
 import type { Channel, ChannelBackend } from './channel.js';
 import { ErrorCodes, TetherError } from './errors.js';
 import { readJson, type RestClient } from './rest.js';
-import type { Ack, Continuity, ConnectionState, EventSourceConstructor, Mutation } from './types.js';
+import type {
+  Ack,
+  Continuity,
+  ConnectionState,
+  EphemeralMessage,
+  EventSourceConstructor,
+  Mutation,
+  NewMessage,
+  PresenceAction,
+  PresenceMember,
+} from './types.js';
 import { backoffDelay, type BackoffOptions, seg } from './util.js';
 
 /** One dispatched SSE event. `id` is set only when this event carried an `id:` field. */
@@ -61,6 +72,9 @@ function openWithEventSource(url: string, ES: EventSourceConstructor, cb: Stream
   es.addEventListener('attached', forward('attached'));
   es.addEventListener('message', forward('message'));
   es.addEventListener('synced', forward('synced'));
+  es.addEventListener('presence-sync', forward('presence-sync'));
+  es.addEventListener('presence', forward('presence'));
+  es.addEventListener('ephemeral', forward('ephemeral'));
   es.onerror = () => {
     if (closed) return;
     closed = true;
@@ -198,7 +212,7 @@ export interface SseBackendOptions {
   rest: RestClient;
   fetch?: typeof fetch;
   EventSource?: EventSourceConstructor;
-  getToken?: () => Promise<string | undefined>;
+  auth?: Auth;
   reconnect?: BackoffOptions;
   /** Default 45000 ms: three of the server's default 15 s keep-alives. */
   silenceMs?: number;
@@ -260,6 +274,16 @@ export class SseBackend implements ChannelBackend {
     return run;
   }
 
+  /** Presence enter/update/leave has no HTTP route: it needs the WebSocket transport. */
+  presence(_channel: string, _action: PresenceAction, _data: unknown): Promise<void> {
+    return Promise.reject(new TetherError(ErrorCodes.Unsupported, 'entering presence needs the WebSocket transport (over SSE, presence can only be watched)'));
+  }
+
+  /** Ephemeral publishes have no HTTP route: they need the WebSocket transport. */
+  ephemeral(_channel: string, _message: NewMessage): Promise<void> {
+    return Promise.reject(new TetherError(ErrorCodes.Unsupported, 'ephemeral publish needs the WebSocket transport'));
+  }
+
   /** Stops every stream. */
   close(): void {
     this.closed = true;
@@ -289,7 +313,8 @@ export class SseBackend implements ChannelBackend {
   private start(channel: Channel, stream: Stream): void {
     stream.state = 'connecting';
     this.report();
-    const tokenP = this.opts.getToken ? this.opts.getToken() : Promise.resolve(undefined);
+    const auth = this.opts.auth;
+    const tokenP = auth ? auth.token() : Promise.resolve(undefined);
     tokenP.then(
       (token) => {
         if (this.streams.get(channel) !== stream) return;
@@ -297,7 +322,8 @@ export class SseBackend implements ChannelBackend {
         const params = channel._resumeParams();
         if (params.from !== undefined) q.set('from', params.from);
         if (params.rewind !== undefined) q.set('rewind', String(params.rewind));
-        if (token) q.set('token', token);
+        if (params.presence) q.set('presence', 'true');
+        for (const [k, v] of Object.entries(auth?.query(token) ?? {})) q.set(k, v);
         if (this.opts.rollupMs !== undefined) q.set('rollup_ms', String(this.opts.rollupMs));
         const url = `${this.opts.rest.base}/channels/${seg(channel.name)}/stream?${q.toString()}`;
         const streamOpts: Parameters<typeof openEventStream>[1] = { silenceMs: this.opts.silenceMs ?? 45000 };
@@ -331,12 +357,28 @@ export class SseBackend implements ChannelBackend {
       channel._onMessage(body as Parameters<Channel['_onMessage']>[0], ev.id);
     } else if (ev.event === 'synced') {
       channel._onSynced(ev.id);
+    } else if (ev.event === 'presence-sync') {
+      const p = body as { members?: PresenceMember[]; complete?: boolean };
+      channel._onPresenceSync(p.members ?? [], p.complete !== false);
+    } else if (ev.event === 'presence') {
+      const p = body as { action: PresenceAction; member: PresenceMember };
+      if (p.member) channel._onPresence(p.action, p.member);
+    } else if (ev.event === 'ephemeral') {
+      channel._onEphemeral(body as EphemeralMessage);
+    } else if (ev.event === 'error') {
+      const e = TetherError.from(body);
+      if (e.code === ErrorCodes.TokenExpired || e.code === ErrorCodes.Unauthorized) this.opts.auth?.invalidate();
     }
   }
 
   private onEnd(channel: Channel, stream: Stream, err: TetherError, fatal: boolean): void {
     if (this.streams.get(channel) !== stream || this.closed) return;
     stream.close = undefined;
+    if ((err.code === ErrorCodes.TokenExpired || err.code === ErrorCodes.Unauthorized) && this.opts.auth?.canRenew) {
+      // A refused or expired token: renew it and reconnect (resuming from the position).
+      this.opts.auth.invalidate();
+      fatal = false;
+    }
     if (fatal) {
       this.streams.delete(channel);
       this.report();

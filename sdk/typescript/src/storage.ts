@@ -8,6 +8,7 @@
  * never ahead of the saved view, so resuming from it can never skip events.
  */
 
+import type { SessionRecord } from './connection.js';
 import type { Message, Serial, StorageLike } from './types.js';
 
 /** What is saved for one channel. */
@@ -30,6 +31,7 @@ const VERSION = 1;
 export class Persistence {
   private readonly dirty = new Map<string, StateSource>();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private sessionSource: (() => SessionRecord | undefined) | undefined;
   private readonly onHide = (): void => this.flush();
 
   constructor(
@@ -76,6 +78,8 @@ export class Persistence {
     this.timer = undefined;
     const pending = [...this.dirty];
     this.dirty.clear();
+    const session = this.sessionSource?.();
+    if (session) this.saveSession(session);
     for (const [channel, source] of pending) {
       const state = source();
       if (!state) {
@@ -92,6 +96,46 @@ export class Persistence {
     }
   }
 
+  /**
+   * The connection's resume state, saved so that a reloaded page can resume
+   * the connection (and keep its presence) rather than start a new one.
+   */
+  loadSession(): SessionRecord | undefined {
+    try {
+      const raw = this.storage.getItem(this.sessionKey());
+      if (!raw) return undefined;
+      const rec = JSON.parse(raw) as Partial<SessionRecord> & { v?: number };
+      if (
+        rec.v !== VERSION ||
+        typeof rec.connectionId !== 'string' ||
+        typeof rec.resumeKey !== 'string' ||
+        typeof rec.ttlMs !== 'number' ||
+        typeof rec.seq !== 'number' ||
+        typeof rec.aliveAt !== 'number'
+      ) {
+        return undefined;
+      }
+      return { connectionId: rec.connectionId, resumeKey: rec.resumeKey, ttlMs: rec.ttlMs, seq: rec.seq, aliveAt: rec.aliveAt };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes (or, with undefined, removes) the resume state now. */
+  saveSession(record: SessionRecord | undefined): void {
+    try {
+      if (record) this.storage.setItem(this.sessionKey(), JSON.stringify({ v: VERSION, ...record }));
+      else this.storage.removeItem(this.sessionKey());
+    } catch {
+      /* storage unavailable: a reload simply starts a new connection */
+    }
+  }
+
+  /** Where every flush (and page hide) reads the current resume state from, to keep its `aliveAt` fresh. */
+  setSessionSource(source: () => SessionRecord | undefined): void {
+    this.sessionSource = source;
+  }
+
   /** Flushes and stops listening for page hide. */
   close(): void {
     this.flush();
@@ -101,6 +145,11 @@ export class Persistence {
 
   private key(channel: string): string {
     return `${this.prefix}${channel}`;
+  }
+
+  /** `#` cannot occur in a channel name, so this never collides with a channel's key. */
+  private sessionKey(): string {
+    return `${this.prefix}#connection`;
   }
 }
 

@@ -133,12 +133,71 @@ export interface ErrorInfo {
   message: string;
 }
 
+/** One presence member: a connection of a client on a channel (a user on two devices is two members). */
+export interface PresenceMember {
+  /** The client's identity, set by the server from its credential. */
+  client_id?: string;
+  /** The member's connection: the key of a member. */
+  connection_id: string;
+  /** Free-form; by convention `{role: 'user' | 'agent' | 'operator', status: ...}`. */
+  data: unknown;
+  /** When the member entered or last updated (ms since the Unix epoch). */
+  timestamp: number;
+}
+
+/** What happened to a presence member. */
+export type PresenceAction = 'enter' | 'update' | 'leave';
+
+/** A change of a channel's member set. */
+export interface PresenceEvent {
+  action: PresenceAction;
+  /** The member after the change (its last state for a `leave`). */
+  member: PresenceMember;
+  /**
+   * True when the SDK derived this change by comparing a fresh
+   * `presence-sync` with the set it held (after an attach or reconnect),
+   * rather than receiving it live.
+   */
+  fromSync?: boolean;
+}
+
+/** A live-only message: no serial, never stored, never replayed (typing indicators, tool ticks). */
+export interface EphemeralMessage {
+  id: string;
+  name?: string;
+  data: unknown;
+  extras?: Record<string, unknown>;
+  client_id?: string;
+  connection_id?: string;
+  timestamp: number;
+}
+
+/**
+ * `extras.stream` of a streamed response (docs/patterns.md). `complete`,
+ * `cancelled` and `error` are terminal: the server refuses further appends
+ * and status changes (40901).
+ */
+export type StreamStatus = 'streaming' | 'complete' | 'cancelled' | 'error';
+
+/** A channel the server re-attached by itself after a connection resume. */
+export interface ResumedAttachment {
+  channel: string;
+  /** Where it continues from (`null`: fresh). */
+  position: Serial | null;
+}
+
 /** Frames the server sends on the WebSocket. */
 export type ServerFrame =
   | {
       type: 'connected';
       protocol: number;
       connection_id: string;
+      /** Presented with `connection_id` in a `resume` frame to carry on as this connection after a drop. */
+      resume_key?: string;
+      /** How long after a drop the connection can be resumed. */
+      resume_ttl_ms?: number;
+      client_id?: string;
+      authenticated?: boolean;
       heartbeat_ms?: number;
       idle_timeout_ms?: number;
       limits?: ServerLimits;
@@ -155,20 +214,33 @@ export type ServerFrame =
   | { type: 'ack'; req?: number; serial: Serial; version_serial: Serial; duplicate?: boolean }
   | { type: 'error'; req?: number; channel?: string; code: number; message: string }
   | { type: 'pong'; req?: number }
+  | { type: 'ok'; req?: number }
+  | { type: 'authorized'; req?: number; client_id?: string; expires_at?: number }
+  | { type: 'resumed'; req?: number; connection_id: string; resume_key: string; attachments: ResumedAttachment[] }
+  | { type: 'presence-sync'; channel: string; members: PresenceMember[]; complete: boolean }
+  | { type: 'presence'; channel: string; action: PresenceAction; member: PresenceMember }
+  | { type: 'ephemeral'; channel: string; message: EphemeralMessage }
   | { type: 'heartbeat' };
 
-/** Frames the client sends (without `req`, which the connection assigns). */
+/** Frames the client sends (without `req`, which the connection assigns, nor `seq`). */
 export type ClientFrame =
-  | { type: 'attach'; channel: string; from?: Serial; rewind?: number }
+  | { type: 'attach'; channel: string; from?: Serial; rewind?: number; presence?: boolean }
   | { type: 'detach'; channel: string }
-  | { type: 'publish'; channel: string; message: NewMessage }
+  | { type: 'publish'; channel: string; message: NewMessage; ephemeral?: boolean }
   | ({ type: 'append'; channel: string; serial: Serial; data: string } & AppendOptions)
   | ({ type: 'update'; channel: string; serial: Serial } & UpdatePatch)
   | ({ type: 'delete'; channel: string; serial: Serial } & DeleteOptions)
+  | { type: 'presence'; channel: string; action: PresenceAction; data?: unknown }
+  | { type: 'auth'; token?: string; key?: string; client_id?: string }
+  | { type: 'resume'; connection_id: string; resume_key: string; positions: Record<string, Serial> }
   | { type: 'ping' };
 
 /** A publish or mutation, transport-independent. */
-export type Mutation = Extract<ClientFrame, { type: 'publish' | 'append' | 'update' | 'delete' }>;
+export type Mutation =
+  | { type: 'publish'; channel: string; message: NewMessage }
+  | ({ type: 'append'; channel: string; serial: Serial; data: string } & AppendOptions)
+  | ({ type: 'update'; channel: string; serial: Serial } & UpdatePatch)
+  | ({ type: 'delete'; channel: string; serial: Serial } & DeleteOptions);
 
 /**
  * The subset of the browser `WebSocket` the SDK uses, so the browser's, Node

@@ -44,11 +44,15 @@ export function httpBase(url: string): string {
   return `${u.protocol}//${u.host}${path}`;
 }
 
-/** The WebSocket endpoint for a base URL. */
-export function wsUrl(base: string, token?: string, rollupMs?: number): string {
+/**
+ * The WebSocket endpoint for a base URL. `credential` is a token, or query
+ * parameters such as `{token}` or `{key, client_id}`.
+ */
+export function wsUrl(base: string, credential?: string | Record<string, string>, rollupMs?: number): string {
   const u = new URL(`${httpBase(base)}/ws`);
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  if (token) u.searchParams.set('token', token);
+  const params = typeof credential === 'string' ? { token: credential } : (credential ?? {});
+  for (const [k, v] of Object.entries(params)) if (v) u.searchParams.set(k, v);
   if (rollupMs !== undefined) u.searchParams.set('rollup_ms', String(rollupMs));
   return u.toString();
 }

@@ -1,13 +1,14 @@
 /**
  * Test harness: runs the real Tether server. It builds nothing: it spawns
  * `${TETHER_BIN:-../../target/debug/tether} serve --dev --listen 127.0.0.1:0
- * --data-dir <tmp>` and reads the bound address from the stdout line
- * `listening on http://127.0.0.1:PORT`.
+ * --data-dir <tmp>` (plus any extra arguments, a config file, or without
+ * `--dev` for tests of authentication) and reads the bound address from the
+ * stdout line `listening on http://127.0.0.1:PORT`.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,14 +28,32 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** How to run a test server. */
+export interface ServerOptions {
+  /** Development mode, no authentication (default true). */
+  dev?: boolean;
+  /** Extra `serve` arguments, e.g. `['--key', 'app:secret']`. */
+  args?: string[];
+  /** TOML configuration, written to a file and passed as `--config`. */
+  config?: string;
+}
+
 /** Starts a server on a free port with a fresh data directory. */
-export async function startServer(): Promise<Server> {
+export async function startServer(opts: ServerOptions = {}): Promise<Server> {
   const bin = process.env.TETHER_BIN ? resolve(process.env.TETHER_BIN) : resolve(pkgRoot, '../../target/debug/tether');
   if (!existsSync(bin)) {
     throw new Error(`tether binary not found at ${bin}: build it (cargo build --bin tether) or set TETHER_BIN`);
   }
   const dataDir = await mkdtemp(join(tmpdir(), 'tether-sdk-test-'));
-  const child = spawn(bin, ['serve', '--dev', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', join(dataDir, 'data')];
+  if (opts.dev !== false) args.push('--dev');
+  if (opts.config !== undefined) {
+    const file = join(dataDir, 'tether.toml');
+    await writeFile(file, opts.config);
+    args.push('--config', file);
+  }
+  args.push(...(opts.args ?? []));
+  const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
@@ -113,6 +132,47 @@ export function makeClient(url: string, extra: Partial<ClientOptions> = {}): Tet
     reconnect: { initialDelayMs: 20, maxDelayMs: 250 },
     ...extra,
   });
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A ws constructor whose sockets can be refused (as if the network were
+ * down), frozen (inbound frames swallowed: acks never arrive) and cut.
+ */
+export function controllable() {
+  const ctl = {
+    refuse: false,
+    frozen: new Set<WS>(),
+    sockets: [] as WS[],
+    WebSocket: undefined as unknown as WebSocketConstructor,
+    /** The most recent socket. */
+    get last(): WS {
+      return ctl.sockets[ctl.sockets.length - 1] as WS;
+    },
+  };
+  ctl.WebSocket = class extends WS {
+    constructor(url: string, protocols?: string | string[]) {
+      if (ctl.refuse) throw new Error('network is down');
+      super(url, protocols);
+      ctl.sockets.push(this);
+      const self = this;
+      // Wrap whatever onmessage the client installs so frames can be swallowed.
+      let handler: ((ev: unknown) => void) | null = null;
+      Object.defineProperty(this, 'onmessage', {
+        configurable: true,
+        get: () => handler,
+        set: (h: ((ev: unknown) => void) | null) => {
+          handler = h;
+        },
+      });
+      this.on('message', (data, isBinary) => {
+        if (!ctl.frozen.has(self) && handler) handler({ data: isBinary ? data : data.toString() });
+      });
+    }
+  };
+  return ctl;
 }
 
 /** Polls `cond` until true, or fails after `ms`. */

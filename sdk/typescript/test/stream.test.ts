@@ -87,7 +87,7 @@ test('500 appends with the subscriber dropped every 50: view equals history, no 
   }
 });
 
-test('a publisher whose socket drops mid-stream: publishes exactly once, appends at most once', async () => {
+test('a publisher whose socket drops mid-stream: publishes and appends exactly once (connection resume)', async () => {
   const channel = 'chat:publisher-drop';
   const sockets: WS[] = [];
   const publisher = makeClient(server.url, { WebSocket: trackingWebSocket(sockets) });
@@ -119,17 +119,13 @@ test('a publisher whose socket drops mid-stream: publishes exactly once, appends
       if (i === 100) dropSockets(sockets);
     }
     await Promise.all(pending);
-    for (const o of outcomes) if (!o.ok) assert.equal(o.code, 80001, 'an append lost in a drop reports OutcomeUnknown');
+    assert.deepEqual(outcomes.filter((o) => !o.ok), [], 'the connection resumed: no append failed');
 
     const all = await history(publisher, channel);
     assert.equal(all.filter((m) => m.id.startsWith('p-')).length, 40, 'no publish stored twice');
     const data = all.find((m) => m.serial === serial)?.data as string;
-    // Every acknowledged fragment is there exactly once; nothing is doubled.
-    for (const o of outcomes) {
-      const count = data.split(o.fragment).length - 1;
-      if (o.ok) assert.equal(count, 1, `acknowledged ${o.fragment} appears once`);
-      else assert.ok(count <= 1, `${o.fragment} appears at most once`);
-    }
+    // Every fragment is there exactly once, in order.
+    assert.equal(data, Array.from({ length: 200 }, (_, i) => `f${i};`).join(''));
   } finally {
     publisher.close();
   }

@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { MemoryStorage, type Message, View } from '../src/index.js';
+import { Auth } from '../src/auth.js';
+import { ChannelPresence } from '../src/presence.js';
+import { decodeJwtTimes, MemoryStorage, type Message, type PresenceEvent, type PresenceMember, streamStatus, View } from '../src/index.js';
 import { SseParser, type SseEvent } from '../src/sse.js';
 import { Persistence } from '../src/storage.js';
 import { backoffDelay, httpBase, wsUrl } from '../src/util.js';
@@ -82,6 +84,7 @@ test('URLs', () => {
   assert.equal(httpBase('ws://h:1/ws'), 'http://h:1');
   assert.equal(httpBase('https://h/prefix/'), 'https://h/prefix');
   assert.equal(wsUrl('https://h/prefix', 't k'), 'wss://h/prefix/ws?token=t+k');
+  assert.equal(wsUrl('http://h', { key: 'app:s', client_id: 'a' }, 0), 'ws://h/ws?key=app%3As&client_id=a&rollup_ms=0');
 });
 
 test('persistence saves position and view together, debounced', async () => {
@@ -95,4 +98,78 @@ test('persistence saves position and view together, debounced', async () => {
   p.flush();
   assert.equal(p.load('c'), undefined);
   p.close();
+});
+
+const jwt = (claims: object) => `x.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
+
+test('JWT times are read without verifying; renewal is due a third of the lifetime early (1-60 s)', async () => {
+  assert.deepEqual(decodeJwtTimes(jwt({ exp: 100, iat: 40, sub: 'x' })), { exp: 100, iat: 40 });
+  assert.deepEqual(decodeJwtTimes('not a jwt'), {});
+  const now = Math.floor(Date.now() / 1000);
+  let calls = 0;
+  const auth = new Auth({ authCallback: () => (calls++, jwt({ exp: now + 3600 })) });
+  assert.equal(await auth.token(), jwt({ exp: now + 3600 }));
+  assert.equal(calls, 1);
+  await auth.token();
+  assert.equal(calls, 1, 'cached while fresh');
+  const delay = auth.renewDelay() as number;
+  assert.ok(delay > 3600_000 - 62_000 && delay <= 3600_000 - 59_000, `renew about 60 s early, got ${delay}`);
+  auth.invalidate();
+  await auth.token();
+  assert.equal(calls, 2, 'renewed after invalidate');
+  const [a, b] = await Promise.all([auth.renew(), auth.renew()]);
+  assert.equal(a, b);
+  assert.equal(calls, 3, 'concurrent renewals coalesce');
+  auth.noteExpiry(now + 3);
+  assert.ok((auth.renewDelay() as number) < 3000);
+  assert.equal(new Auth({ token: jwt({ exp: now + 3 }) }).renewDelay(), undefined, 'a fixed token cannot be renewed');
+  const key = new Auth({ key: 'app:secret', clientId: 'agent' });
+  assert.deepEqual(key.query(await key.token()), { key: 'app:secret', client_id: 'agent' });
+  assert.deepEqual(key.headers(undefined), { authorization: `Basic ${Buffer.from('app:secret').toString('base64')}`, 'x-tether-client-id': 'agent' });
+});
+
+test('presence: sync pages replace the set, diffs are reported, live changes apply', () => {
+  const sent: string[] = [];
+  let enabled = 0;
+  const p = new ChannelPresence({
+    send: async (action) => void sent.push(action),
+    enable: () => void enabled++,
+    fetch: async () => [],
+    report: () => {},
+  });
+  const m = (id: string, data: unknown, timestamp = 1): PresenceMember => ({ connection_id: id, client_id: `u-${id}`, data, timestamp });
+  const events: PresenceEvent[] = [];
+  p.subscribe((e) => events.push(e));
+  assert.equal(enabled, 1);
+  p._onSync([m('b', 1)], false);
+  assert.equal(p.members().length, 0, 'not applied before complete');
+  p._onSync([m('a', 1)], true);
+  assert.deepEqual(p.members().map((x) => x.connection_id), ['a', 'b']);
+  assert.ok(p.synced);
+  assert.deepEqual(events.map((e) => `${e.action}:${e.member.connection_id}:${e.fromSync}`), ['enter:b:true', 'enter:a:true']);
+  events.length = 0;
+  p._onEvent('enter', m('c', 1));
+  p._onEvent('update', m('a', 2, 2));
+  p._onEvent('leave', m('b', 1));
+  assert.deepEqual(p.members().map((x) => `${x.connection_id}=${String(x.data)}`), ['a=2', 'c=1']);
+  assert.deepEqual(events.map((e) => `${e.action}:${e.member.connection_id}:${e.fromSync ?? false}`), ['enter:c:false', 'update:a:false', 'leave:b:false']);
+  events.length = 0;
+  // A fresh sync after a reconnect: only the differences are reported.
+  p._suspend();
+  assert.equal(p.synced, false);
+  p._onSync([m('a', 2, 2), m('d', 1)], true);
+  assert.deepEqual(events.map((e) => `${e.action}:${e.member.connection_id}`), ['leave:c', 'enter:d']);
+  // Re-enter only when entered and nothing is pending.
+  p._reenter();
+  assert.deepEqual(sent, []);
+  void p.enter({ role: 'user' });
+  p._reenter();
+  assert.deepEqual(sent, ['enter'], 'no re-enter while the enter is pending');
+});
+
+test('streamStatus reads extras.stream', () => {
+  assert.equal(streamStatus({ extras: { stream: 'streaming' } }), 'streaming');
+  assert.equal(streamStatus({ extras: { stream: 'complete' } }), 'complete');
+  assert.equal(streamStatus({ extras: {} }), undefined);
+  assert.equal(streamStatus({}), undefined);
 });
