@@ -169,6 +169,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 4003,
             ErrorCode::Forbidden => 4004,
             ErrorCode::TokenExpired => 4005,
+            ErrorCode::ResumeFailed => 4010,
             ErrorCode::TooSlow => 4008,
             ErrorCode::FrameTooLarge => 4009,
             ErrorCode::RateLimited => 4029,

@@ -79,12 +79,21 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     store: Arc<FjallStore>,
+    /// LLM jobs, so shutdown lets them record their final status.
+    jobs: Arc<crate::llm::Jobs>,
 }
 
 impl Server {
     /// Opens the store and starts serving on `config.listen` (port 0 picks
     /// a free port; see [`Server::addr`]).
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with(config, Router::new()).await
+    }
+
+    /// Like [`Server::start`], also serving `extra` routes next to Tether's
+    /// own on the same listener (`tether demo` serves its pages this way).
+    /// They must not overlap Tether's routes.
+    pub async fn start_with(config: Config, extra: Router) -> Result<Server, StartError> {
         let auth = Arc::new(Authenticator::new(
             config.dev,
             config.keys.clone(),
@@ -134,14 +143,14 @@ impl Server {
             auth,
             slots,
             sessions,
-            llm,
+            llm: llm.clone(),
         };
         let tls = match (&app.config.tls_cert, &app.config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
         let is_tls = tls.is_some();
-        let router: Router = http::router(app);
+        let router: Router = http::router(app).merge(extra);
         let mut graceful = shutdown;
         let stop_signal = async move { flipped(&mut graceful).await };
         let task = match tls {
@@ -169,6 +178,7 @@ impl Server {
             stop,
             task,
             store,
+            jobs: llm,
         })
     }
 
@@ -187,6 +197,9 @@ impl Server {
     /// for open requests, then closes the store.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        // Running LLM jobs see the flag and write their final status; give
+        // them a moment before the store closes.
+        self.jobs.wait_idle(std::time::Duration::from_secs(3)).await;
         let _ = self.task.await;
         if let Err(err) = self.store.shutdown().await {
             tracing::error!(error = %err, "store did not shut down cleanly");

@@ -2,12 +2,8 @@
 //! delivery into the connection's outbox, recording the last exact
 //! position so a resumed connection knows where each channel stood.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tether_core::{ChannelName, Serial};
-
 use super::outbox::Outbox;
+use super::session::Attachments;
 use crate::engine::{Delivery, Feed};
 use crate::protocol;
 
@@ -16,7 +12,7 @@ pub async fn run(
     mut subscription: Feed,
     outbox: Outbox,
     mut req: Option<u64>,
-    positions: Arc<Mutex<HashMap<ChannelName, Option<Serial>>>>,
+    attachments: Attachments,
 ) {
     metrics::gauge!("tether_attachments").increment(1.0);
     let _guard = GaugeGuard("tether_attachments");
@@ -47,8 +43,11 @@ pub async fn run(
         if !outbox.deliver(frame).await {
             return;
         }
-        if let (Some(_), Ok(mut positions)) = (position, positions.lock()) {
-            positions.insert(subscription.channel().clone(), position);
+        if position.is_some() {
+            let mut attachments = attachments.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(start) = attachments.get_mut(subscription.channel()) {
+                start.from = position;
+            }
         }
     }
 }

@@ -244,7 +244,7 @@ impl Connection {
         self.used = true;
         self.detach(&name).await;
         if let Ok(mut positions) = self.positions.lock() {
-            positions.insert(name.clone(), start.from);
+            positions.insert(name.clone(), start);
         }
         let window = self.app.engine.rollup_window(&name, self.rollup_ms);
         let subscription = self.app.engine.subscribe(name.clone(), start);
@@ -412,6 +412,11 @@ impl Connection {
                 "resume must come before any attach, publish or presence on this connection",
             ));
         }
+        // Validate everything before adopting anything.
+        let mut given = HashMap::new();
+        for (channel, position) in &positions {
+            given.insert(protocol::channel(channel)?, protocol::serial(position)?);
+        }
         let (state, presence_left) = self
             .app
             .sessions
@@ -447,19 +452,29 @@ impl Connection {
             }
         }
         self.presence = state.presence;
-        let mut attachments = Vec::new();
-        let mut restarts = Vec::new();
-        for (channel, server_position) in state.attachments {
-            let position = match positions.get(channel.as_str()) {
-                Some(text) => Some(protocol::serial(text)?),
-                None => server_position,
-            };
-            attachments.push(ResumedAttachment {
+        // Each channel starts as it was attached, from the client's position
+        // when given, else from the last exact position the server sent
+        // (or afresh, with its original rewind, if it never sent one).
+        let mut restarts: Vec<(ChannelName, Start)> = state
+            .attachments
+            .into_iter()
+            .filter(|(channel, _)| principal.allows(channel, Cap::Subscribe))
+            .map(|(channel, mut start)| {
+                if let Some(position) = given.get(&channel) {
+                    start.from = Some(*position);
+                }
+                start.presence &= principal.allows(&channel, Cap::PresenceSubscribe);
+                (channel, start)
+            })
+            .collect();
+        restarts.sort_by(|a, b| a.0.cmp(&b.0));
+        let attachments = restarts
+            .iter()
+            .map(|(channel, start)| ResumedAttachment {
                 channel: channel.to_string(),
-                position,
-            });
-            restarts.push((channel, position));
-        }
+                position: start.from,
+            })
+            .collect();
         self.outbox.send(
             ServerFrame::Resumed {
                 req,
@@ -469,16 +484,8 @@ impl Connection {
             }
             .encode(),
         );
-        for (channel, position) in restarts {
-            let presence = principal.allows(&channel, Cap::PresenceSubscribe);
-            let start = Start {
-                from: position.or(Some(tether_core::ORIGIN)),
-                rewind: 0,
-                presence,
-            };
-            if principal.allows(&channel, Cap::Subscribe) {
-                self.attach(None, channel, start).await;
-            }
+        for (channel, start) in restarts {
+            self.attach(None, channel, start).await;
         }
         self.used = true;
         Ok(())

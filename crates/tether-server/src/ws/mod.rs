@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
 use std::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 use tether_core::rate::TokenBucket;
-use tether_core::{ChannelName, ErrorCode, ErrorInfo, Serial};
+use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -44,7 +45,7 @@ pub mod session;
 
 use acks::Pending;
 use outbox::Outbox;
-use session::{Dedupe, SessionState};
+use session::{Attachments, Dedupe, SessionState};
 
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
@@ -152,9 +153,9 @@ struct Connection {
     connection_id: String,
     resume_key: String,
     attachments: HashMap<ChannelName, JoinHandle<()>>,
-    /// Last exact position sent per attached channel, updated by the
-    /// attachment tasks.
-    positions: Arc<Mutex<HashMap<ChannelName, Option<Serial>>>>,
+    /// How each attached channel would start again, its `from` moved
+    /// forward by the attachment tasks.
+    positions: Attachments,
     /// Channels this connection is present on, with its data.
     presence: HashMap<ChannelName, Value>,
     dedupe: Arc<Mutex<Dedupe>>,
@@ -296,7 +297,7 @@ impl Connection {
                 }
                 _ = self.outbox.closing() => return Ending::Abrupt,
                 _ = flipped(&mut takeover) => {
-                    self.outbox.close(ErrorInfo::new(ErrorCode::ResumeFailed, "this connection was resumed elsewhere"));
+                    self.outbox.close(ErrorInfo::new(ErrorCode::ResumeFailed, "this connection was resumed on another socket"));
                     return Ending::Abrupt;
                 }
                 _ = flipped(&mut shutdown) => {

@@ -15,12 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_core::{ChannelName, ErrorCode, ErrorInfo, Serial};
+use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tether_store::Ack;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::engine::Start;
 use crate::presence::Presence;
+
+/// A connection's attachments as they stand, shared with its attachment
+/// tasks (which move `from` forward as they deliver).
+pub type Attachments = Arc<Mutex<HashMap<ChannelName, Start>>>;
 
 /// Results of sequenced operations remembered per connection, for
 /// re-sent frames after a resume.
@@ -77,8 +82,9 @@ pub struct SessionState {
     pub client_id: Option<String>,
     /// Channels it is present on, with its member data.
     pub presence: HashMap<ChannelName, Value>,
-    /// Attached channels and the last exact position sent on each.
-    pub attachments: HashMap<ChannelName, Option<Serial>>,
+    /// Attached channels and how each would start again: its options, with
+    /// `from` at the last exact position sent.
+    pub attachments: HashMap<ChannelName, Start>,
     /// Exactly-once state, shared with acks still in flight.
     pub dedupe: Arc<Mutex<Dedupe>>,
 }
