@@ -10,12 +10,14 @@
 //! - [`position`]: whether a resume position can be served exactly.
 //! - [`rate`]: the token bucket behind per-connection rate limits.
 //! - [`settings`]: per-namespace retention, limits and mutability.
+//! - [`conventions`]: the cancel and handoff message conventions.
 //! - [`error`]: the stable error codes every front door and SDK uses.
 //!
 //! Nothing here touches a socket, a file or a clock: callers pass time in.
 
 pub mod capability;
 pub mod channel;
+pub mod conventions;
 pub mod error;
 pub mod fold;
 pub mod message;

@@ -121,10 +121,7 @@ fn forbidden(channel: &ChannelName, op: Operation) -> ErrorInfo {
     )
 }
 
-/// The handoff convention: a message named `handoff` with
-/// `extras.action` = `claim` or `release`, publishable only with the
-/// `operator` capability.
-pub const HANDOFF: &str = "handoff";
+use tether_core::conventions::HANDOFF;
 
 /// One configured API key.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

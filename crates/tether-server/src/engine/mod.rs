@@ -268,26 +268,16 @@ impl Engine {
     }
 }
 
-/// The `cancel` message convention: `name: "cancel"` with the targeted
-/// response's serial in `extras.target` (or as `data`).
-pub const CANCEL: &str = "cancel";
-
 /// The response a `cancel` message targets, if `op` is one.
 fn cancel_target(op: &Operation) -> Option<Serial> {
     let Operation::Create(message) = op else {
         return None;
     };
-    if message.name.as_deref() != Some(CANCEL) {
-        return None;
-    }
-    let from_extras = message
-        .extras
-        .as_ref()
-        .and_then(|e| e.get("target"))
-        .and_then(Value::as_str);
-    from_extras
-        .or_else(|| message.data.as_str())
-        .and_then(|s| s.parse().ok())
+    tether_core::conventions::cancel_serial(
+        message.name.as_deref(),
+        message.extras.as_ref(),
+        &message.data,
+    )
 }
 
 fn not_found(serial: Serial) -> ErrorInfo {

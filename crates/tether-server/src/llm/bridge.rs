@@ -40,9 +40,6 @@ use crate::engine::{Delivery, Engine, Identity, Start, Subscription, store_error
 /// enough that the store's group commit, not the job, sets the pace.
 const RECEIPTS_IN_FLIGHT: usize = 1024;
 
-/// Name of a message asking a response to stop.
-const CANCEL: &str = "cancel";
-
 /// Everything one job needs.
 pub struct Job {
     /// The engine it writes through.
@@ -292,15 +289,12 @@ pub fn stops(message: &Message, serial: Serial, target: &str) -> bool {
     if message.serial == serial {
         return message.action == Action::Delete || tether_core::fold::ended(message).is_some();
     }
-    if message.name.as_deref() != Some(CANCEL) || message.action == Action::Delete {
-        return false;
-    }
-    let by_extras = message
-        .extras
-        .as_ref()
-        .and_then(|e| e.get("target"))
-        .and_then(Value::as_str);
-    by_extras == Some(target) || message.data.as_str() == Some(target)
+    message.action != Action::Delete
+        && tether_core::conventions::cancel_target(
+            message.name.as_deref(),
+            message.extras.as_ref(),
+            &message.data,
+        ) == Some(target)
 }
 
 /// Resolves once `flag` is true; never if its sender is gone.
