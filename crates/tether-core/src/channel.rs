@@ -13,8 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_CHANNEL_NAME_LEN: usize = 200;
 
 /// A validated channel name: 1 to 200 bytes of ASCII letters, digits and
-/// `-_:.@=+,~!`. No `/`, spaces or control characters, so a name can be put in a
-/// URL path segment and a storage key without escaping.
+/// `-_:.@=+,~!`, not only dots. No `/`, spaces or control characters, so a
+/// name can be put in a URL path segment and a storage key without escaping.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelName(String);
 
@@ -27,7 +27,9 @@ impl ChannelName {
     /// Validates `name`.
     pub fn new(name: impl Into<String>) -> Result<ChannelName, InvalidChannelName> {
         let name = name.into();
+        // `.` and `..` would be normalised away in URL paths.
         let valid = !name.is_empty()
+            && !name.bytes().all(|b| b == b'.')
             && name.len() <= MAX_CHANNEL_NAME_LEN
             && name
                 .bytes()
@@ -87,7 +89,7 @@ mod tests {
             assert!(ChannelName::new(ok).is_ok(), "{ok}");
         }
         let long = "x".repeat(MAX_CHANNEL_NAME_LEN + 1);
-        for bad in ["", "a b", "a/b", "a\u{0}", "é", "a?b", "a#b", long.as_str()] {
+        for bad in ["", ".", "..", "...", "a b", "a/b", "a\u{0}", "é", "a?b", "a#b", long.as_str()] {
             assert!(ChannelName::new(bad).is_err(), "{bad:?}");
         }
         assert!(ChannelName::new("x".repeat(MAX_CHANNEL_NAME_LEN)).is_ok());
