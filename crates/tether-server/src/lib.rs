@@ -11,6 +11,7 @@
 //! - [`auth`]: API keys, tokens, capabilities; who a caller is.
 //! - [`limits`]: connection caps.
 //! - [`llm`]: the LLM bridge, the fake LLM and the AI SDK resume endpoint.
+//! - [`demo`]: `tether demo` (fake model, demo agents, demo pages).
 //! - [`presence`]: who is on each channel (state, not log).
 //! - [`tls`]: optional HTTPS/WSS with rustls.
 //! - [`broker`]: in-process fan-out of committed events.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod http;
 pub mod limits;

@@ -32,6 +32,9 @@ enum Command {
     Stream(cli::stream::StreamArgs),
     /// Run a deterministic fake OpenAI-compatible LLM (tests, demos, benchmarks).
     FakeLlm(tether_server::llm::fake::FakeLlmArgs),
+    /// Run the browser demo: the server (--dev), a built-in fake LLM, demo
+    /// agents and pages (chat, operator handoff, multi-agent planner).
+    Demo(tether_server::demo::DemoArgs),
 }
 
 /// Flags of `tether serve`. Each overrides the config file and `TETHER_*`.
@@ -90,6 +93,21 @@ fn main() -> ExitCode {
         Command::History(args) => cli::run(cli::history::run(args)),
         Command::Stream(args) => cli::run(cli::stream::run(args)),
         Command::FakeLlm(args) => tether_server::llm::fake::run(args),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
+    init_logging("text");
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(tether_server::demo::run(args, shutdown_signal())),
+        Err(err) => {
+            eprintln!("tether: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
