@@ -279,6 +279,12 @@ impl Connection {
                             ErrorCode::BadRequest,
                             "binary frames are not supported; send JSON text frames",
                         )),
+                        // 1001 "going away" is what a browser sends when a
+                        // page reloads or navigates: keep the session so the
+                        // reloaded page can resume it.
+                        Message::Close(Some(frame)) if u16::from(frame.code) == 1001 => {
+                            return Ending::Abrupt;
+                        }
                         Message::Close(_) => return Ending::Clean,
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
