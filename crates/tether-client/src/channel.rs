@@ -52,6 +52,9 @@ pub enum ChannelState {
 }
 
 /// One item of a [`Subscription`].
+// Nearly every event is a message: boxing it to shrink the rare variants
+// would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -96,6 +99,7 @@ impl SubscribeOptions {
 pub(crate) struct ChannelShared {
     pub(crate) view: Mutex<View>,
     pub(crate) state: watch::Sender<ChannelState>,
+    position: Mutex<Option<Serial>>,
 }
 
 impl ChannelShared {
@@ -103,7 +107,14 @@ impl ChannelShared {
         ChannelShared {
             view: Mutex::new(View::new()),
             state: watch::Sender::new(ChannelState::Detached),
+            position: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn position(&self) -> MutexGuard<'_, Option<Serial>> {
+        self.position
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The view; a panic elsewhere while holding it cannot leave it
@@ -274,9 +285,21 @@ impl Channel {
         f(&self.shared.view())
     }
 
-    /// The attachment's state, updated as it changes.
+    /// The attachment's state, updated as it changes. Do not hold a
+    /// `borrow()` of it across an `.await`: the client cannot update it
+    /// meanwhile.
     pub fn state(&self) -> watch::Receiver<ChannelState> {
         self.shared.state.subscribe()
+    }
+
+    /// The last position received: everything up to it was delivered.
+    /// Store it to resume in a later process with
+    /// [`SubscribeOptions::from`]; it is kept after the last subscription
+    /// ends for that purpose. `None` until the first position arrives
+    /// (just after a fresh attach) and after a continuity loss until the
+    /// current state is through.
+    pub fn position(&self) -> Option<Serial> {
+        *self.shared.position()
     }
 
     /// A page of history over REST.

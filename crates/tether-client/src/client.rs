@@ -177,7 +177,9 @@ impl Client {
         })
     }
 
-    /// The connection state, updated as it changes.
+    /// The connection state, updated as it changes. Do not hold a
+    /// `borrow()` of it across an `.await`: the client cannot update it
+    /// meanwhile.
     pub fn state(&self) -> watch::Receiver<ConnectionState> {
         self.inner.shared.state.subscribe()
     }

@@ -4,6 +4,7 @@
 use reqwest::Url;
 
 use crate::error::Error;
+use crate::options::ClientOptions;
 
 /// The two front doors of one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,16 +69,22 @@ impl Endpoint {
         url
     }
 
-    /// The WebSocket URL with the credential and identity query parameters.
-    pub(crate) fn ws_with(&self, token: Option<&str>, client_id: Option<&str>) -> Url {
+    /// The WebSocket URL with the query parameters the options ask for
+    /// (credential, identity, roll-up window).
+    pub(crate) fn ws_with(&self, options: &ClientOptions) -> Url {
         let mut url = self.ws.clone();
-        if token.is_some() || client_id.is_some() {
+        let rollup = options.rollup_ms.map(|ms| ms.to_string());
+        let pairs = [
+            ("token", options.token.as_deref()),
+            ("client_id", options.client_id.as_deref()),
+            ("rollup_ms", rollup.as_deref()),
+        ];
+        if pairs.iter().any(|(_, value)| value.is_some()) {
             let mut query = url.query_pairs_mut();
-            if let Some(token) = token {
-                query.append_pair("token", token);
-            }
-            if let Some(client_id) = client_id {
-                query.append_pair("client_id", client_id);
+            for (key, value) in pairs {
+                if let Some(value) = value {
+                    query.append_pair(key, value);
+                }
             }
         }
         url
@@ -135,12 +142,16 @@ mod tests {
     }
 
     #[test]
-    fn credentials_go_in_the_query() {
+    fn options_go_in_the_query() {
         let e = Endpoint::parse("http://h:1").expect("valid");
-        assert_eq!(e.ws_with(None, None).as_str(), "ws://h:1/ws");
+        assert_eq!(e.ws_with(&ClientOptions::default()).as_str(), "ws://h:1/ws");
+        let options = ClientOptions::default()
+            .token("a b&c")
+            .client_id("agent")
+            .rollup_ms(0);
         assert_eq!(
-            e.ws_with(Some("a b&c"), Some("agent")).as_str(),
-            "ws://h:1/ws?token=a+b%26c&client_id=agent"
+            e.ws_with(&options).as_str(),
+            "ws://h:1/ws?token=a+b%26c&client_id=agent&rollup_ms=0"
         );
     }
 

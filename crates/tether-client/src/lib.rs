@@ -71,12 +71,14 @@
 //! A client asks a streamed response to stop by publishing, on the same
 //! channel, a message named `cancel` whose `extras.target` (or `data`) is
 //! the response's serial ([`Channel::request_cancel`] does this). The
-//! writer's [`ResponseStream::cancelled`] resolves, and the writer calls
-//! [`ResponseStream::cancel`], which sets `extras.stream` to `"cancelled"`.
-//! The stream status lives in `extras.stream`: `"streaming"`, then
-//! `"complete"` or `"cancelled"`. The presence/handoff issue will formalize
-//! this convention.
-//!
+//! server then marks the response `extras.stream = "cancelled"` and refuses
+//! further appends to it (`40901`). The writer's
+//! [`ResponseStream::cancelled`] resolves (from the cancel message, or from
+//! the first refused append), later appends are dropped, and
+//! [`ResponseStream::finish`] / [`ResponseStream::cancel`] end the stream
+//! without an error. The stream status lives in `extras.stream`:
+//! `"streaming"`, then `"complete"` or `"cancelled"` (or `"error"`).
+
 //! # Transport
 //! Plain `http://` and `ws://` for now; TLS needs a cargo feature that is
 //! not there yet (put a TLS-terminating proxy in front meanwhile).

@@ -21,9 +21,15 @@ pub struct ClientOptions {
     /// URL (browsers cannot set headers there, so the server accepts it
     /// there) and as `Authorization: Bearer` on REST requests.
     pub token: Option<String>,
-    /// The identity to act as. Honoured by servers in development mode
-    /// until authentication lands; later it comes from the token.
+    /// The identity to act as. Honoured in development mode and for API
+    /// key holders; a token fixes its own.
     pub client_id: Option<String>,
+    /// The append roll-up window asked of the server, in milliseconds:
+    /// fragments of a streaming message that arrive within the window come
+    /// as one append event. The folded view is the same either way; only
+    /// the number of events changes. `None`: the server's default;
+    /// `Some(0)`: every fragment as its own event.
+    pub rollup_ms: Option<u64>,
     /// How long one connection attempt (TCP, handshake, `connected` frame)
     /// may take.
     pub connect_timeout: Duration,
@@ -42,6 +48,7 @@ impl Default for ClientOptions {
         ClientOptions {
             token: None,
             client_id: None,
+            rollup_ms: None,
             connect_timeout: Duration::from_secs(10),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
@@ -60,6 +67,12 @@ impl ClientOptions {
     /// Sets [`ClientOptions::client_id`].
     pub fn client_id(mut self, client_id: impl Into<String>) -> ClientOptions {
         self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::rollup_ms`].
+    pub fn rollup_ms(mut self, window_ms: u64) -> ClientOptions {
+        self.rollup_ms = Some(window_ms);
         self
     }
 

@@ -7,10 +7,11 @@
 //! whole), and history holds it as one message.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value};
-use tether_core::{Action, AppendOp, Message, NewMessage, Serial};
+use tether_core::{Action, AppendOp, ErrorCode, Message, NewMessage, Serial};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,6 +37,13 @@ pub const CANCELLED: &str = "cancelled";
 /// once; a failure of an earlier append is reported by a later call, and
 /// [`ResponseStream::complete`] waits for every acknowledgement.
 ///
+/// When a client asks the response to stop (see the crate docs), the
+/// server marks it `cancelled` and refuses further appends with `40901`.
+/// The stream then counts as cancelled: [`ResponseStream::is_cancelled`]
+/// turns true, later appends are dropped instead of failing, and
+/// [`ResponseStream::finish`] or [`ResponseStream::cancel`] end it
+/// without an error.
+///
 /// Dropping a stream that was neither completed nor cancelled marks it
 /// cancelled, so readers do not wait forever on a response whose writer
 /// gave up (an error, a panic).
@@ -47,12 +55,11 @@ pub const CANCELLED: &str = "cancelled";
 ///     .await?;
 /// for token in ["Hel", "lo", "!"] {
 ///     if response.is_cancelled() {
-///         response.cancel().await?;
-///         return Ok(());
+///         break;
 ///     }
 ///     response.append(token)?;
 /// }
-/// response.complete().await?;
+/// response.finish().await?; // complete, or cancelled if asked to stop
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -62,7 +69,9 @@ pub struct ResponseStream {
     extras: Map<String, Value>,
     pending: VecDeque<AckFuture>,
     failed: Option<Error>,
-    cancel: watch::Receiver<bool>,
+    /// Set by the watcher when a cancel request is seen, or here when the
+    /// server refuses an append because the response has ended.
+    cancel: Arc<watch::Sender<bool>>,
     watcher: JoinHandle<()>,
     finished: bool,
 }
@@ -94,8 +103,8 @@ impl ResponseStream {
                 id: None,
             })
             .await?;
-        let (cancelled, cancel) = watch::channel(false);
-        let watcher = tokio::spawn(watch_cancel(subscription, ack.serial, cancelled));
+        let cancel = Arc::new(watch::Sender::new(false));
+        let watcher = tokio::spawn(watch_cancel(subscription, ack.serial, cancel.clone()));
         Ok(ResponseStream {
             channel,
             serial: ack.serial,
@@ -115,10 +124,13 @@ impl ResponseStream {
 
     /// Queues `fragment`. Returns the error of an earlier append, if one
     /// failed (the message was deleted, grew over the size limit...).
+    /// Once the response is cancelled, appends are dropped.
     pub fn append(&mut self, fragment: &str) -> Result<(), Error> {
         self.check()?;
-        self.pending
-            .push_back(self.channel.append(self.serial, fragment));
+        if !self.is_cancelled() {
+            self.pending
+                .push_back(self.channel.append(self.serial, fragment));
+        }
         Ok(())
     }
 
@@ -126,42 +138,43 @@ impl ResponseStream {
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.check()?;
         while let Some(ack) = self.pending.pop_front() {
-            if let Err(err) = ack.await {
-                self.failed = Some(err.clone());
-                return Err(err);
-            }
+            let result = ack.await;
+            self.note(result)?;
         }
         Ok(())
     }
 
     /// Marks the response complete and waits for every acknowledgement.
+    /// Fails with code `40901` if it was cancelled meanwhile.
     pub async fn complete(self) -> Result<Ack, Error> {
-        self.end_with(COMPLETE).await
+        self.end_with(COMPLETE, false).await
     }
 
     /// Marks the response cancelled (what a writer does after
     /// [`ResponseStream::cancelled`]) and waits for every acknowledgement.
+    /// A response the server already ended is left as it is.
     pub async fn cancel(self) -> Result<Ack, Error> {
-        self.end_with(CANCELLED).await
+        self.end_with(CANCELLED, true).await
     }
 
     /// Ends the response the way a writer loop usually wants: cancelled if
-    /// a client asked it to stop, complete otherwise.
+    /// a client asked it to stop (even at the last moment), complete
+    /// otherwise.
     pub async fn finish(self) -> Result<Ack, Error> {
-        if self.is_cancelled() {
-            self.cancel().await
+        let status = if self.is_cancelled() {
+            CANCELLED
         } else {
-            self.complete().await
-        }
+            COMPLETE
+        };
+        self.end_with(status, true).await
     }
 
     /// Resolves when a client asked this response to stop (see the crate
     /// docs for the convention). Never resolves otherwise.
     pub async fn cancelled(&self) {
-        let mut cancel = self.cancel.clone();
-        if cancel.wait_for(|c| *c).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        let mut cancel = self.cancel.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = cancel.wait_for(|c| *c).await;
     }
 
     /// Whether a client asked this response to stop.
@@ -175,19 +188,29 @@ impl ResponseStream {
             return Err(err.clone());
         }
         while let Some(front) = self.pending.front_mut() {
-            match front.now_or_never() {
-                None => break,
-                Some(Ok(_)) => {
-                    self.pending.pop_front();
-                }
-                Some(Err(err)) => {
-                    self.pending.pop_front();
-                    self.failed = Some(err.clone());
-                    return Err(err);
-                }
-            }
+            let Some(result) = front.now_or_never() else {
+                break;
+            };
+            self.pending.pop_front();
+            self.note(result)?;
         }
         Ok(())
+    }
+
+    /// Records an append's outcome: "the response has ended" means it was
+    /// cancelled; anything else failing is kept and reported.
+    fn note(&mut self, result: Result<Ack, Error>) -> Result<(), Error> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some(ErrorCode::StreamEnded) => {
+                self.cancel.send_replace(true);
+                Ok(())
+            }
+            Err(err) => {
+                self.failed.get_or_insert_with(|| err.clone());
+                Err(err)
+            }
+        }
     }
 
     fn final_append(&mut self, status: &str) -> AckFuture {
@@ -205,18 +228,30 @@ impl ResponseStream {
         )
     }
 
-    async fn end_with(mut self, status: &str) -> Result<Ack, Error> {
+    /// Ends with `status`; `ended_is_fine`: a response the server already
+    /// ended (cancelled by request) counts as success.
+    async fn end_with(mut self, status: &str, ended_is_fine: bool) -> Result<Ack, Error> {
         let last = self.final_append(status);
-        let mut first_error = self.failed.take();
         for ack in std::mem::take(&mut self.pending) {
-            if let Err(err) = ack.await {
-                first_error.get_or_insert(err);
-            }
+            let result = ack.await;
+            // The first failure is kept in `failed`.
+            let _ = self.note(result);
         }
-        let last = last.await;
-        match first_error {
-            Some(err) => Err(err),
-            None => last,
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        match last.await {
+            // Ended already (a cancel request): report where it stands.
+            Err(err) if err.code() == Some(ErrorCode::StreamEnded) && ended_is_fine => {
+                self.cancel.send_replace(true);
+                let current = self.channel.message(self.serial).await?;
+                Ok(Ack {
+                    serial: self.serial,
+                    version_serial: current.version.serial,
+                    duplicate: true,
+                })
+            }
+            other => other,
         }
     }
 }
@@ -246,14 +281,19 @@ pub(crate) fn is_cancel_for(message: &Message, target: &str) -> bool {
     by_extras == Some(target) || message.data.as_str() == Some(target)
 }
 
-async fn watch_cancel(mut events: Subscription, serial: Serial, cancelled: watch::Sender<bool>) {
+async fn watch_cancel(
+    mut events: Subscription,
+    serial: Serial,
+    cancelled: Arc<watch::Sender<bool>>,
+) {
     let target = serial.to_string();
     while let Some(event) = events.next().await {
-        if let Event::Message(message) = event {
-            if is_cancel_for(&message, &target) {
-                cancelled.send_replace(true);
-                return;
-            }
+        let Event::Message(message) = event else {
+            continue;
+        };
+        if is_cancel_for(&message, &target) {
+            cancelled.send_replace(true);
+            return;
         }
     }
 }

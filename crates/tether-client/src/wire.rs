@@ -96,6 +96,19 @@ pub(crate) struct Hello {
     pub(crate) heartbeat_ms: Option<u64>,
     #[serde(default)]
     pub(crate) idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+/// The `limits` of the `connected` frame that the SDK acts on.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) struct Limits {
+    /// Mutations per second the connection may send on average.
+    #[serde(default)]
+    pub(crate) publish_rate_per_sec: Option<u32>,
+    /// The largest burst of mutations.
+    #[serde(default)]
+    pub(crate) publish_burst: Option<u32>,
 }
 
 /// A frame from the server. Unknown frame types (presence, added later) are

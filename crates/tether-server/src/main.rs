@@ -30,6 +30,8 @@ enum Command {
     History(cli::history::HistoryArgs),
     /// Stream standard input into one message, as appends.
     Stream(cli::stream::StreamArgs),
+    /// Mint a token offline with an API key's secret.
+    Token(cli::token::TokenArgs),
     /// Run a deterministic fake OpenAI-compatible LLM (tests, demos, benchmarks).
     FakeLlm(tether_server::llm::fake::FakeLlmArgs),
     /// Run the browser demo: the server (--dev), a built-in fake LLM, demo
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Subscribe(args) => cli::run(cli::subscribe::run(args)),
         Command::History(args) => cli::run(cli::history::run(args)),
         Command::Stream(args) => cli::run(cli::stream::run(args)),
+        Command::Token(args) => cli::token::run(args),
         Command::FakeLlm(args) => tether_server::llm::fake::run(args),
         Command::Demo(args) => demo(args),
     }

@@ -274,6 +274,10 @@ pub struct AnnouncedLimits {
     pub max_message_bytes: usize,
     /// Most attached channels.
     pub max_channels: usize,
+    /// Sustained mutations per second this connection may send.
+    pub publish_rate_per_sec: u32,
+    /// Largest burst of mutations.
+    pub publish_burst: u32,
 }
 
 /// A frame to a WebSocket client (except `message`, see [`ws_delivery`]).

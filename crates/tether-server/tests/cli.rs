@@ -284,3 +284,71 @@ async fn errors_are_one_line_with_exit_code_1() {
     let (code, _, stderr) = run(&["history", "bad name", "--url", &url]).await;
     assert_one_line_failure(code, &stderr, "invalid channel name");
 }
+
+/// `tether token` mints offline a token the server accepts, with exactly the
+/// capabilities asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_mints_a_usable_narrow_token() {
+    let secret = "cli-secret-0123456789";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args([
+            "token",
+            "--key",
+            &format!("cli:{secret}"),
+            "--client-id",
+            "u1",
+            "--capability",
+            "conversation:u1=history",
+            "--ttl",
+            "60",
+        ])
+        .output()
+        .expect("run tether token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = tether_server::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+        ..tether_server::Config::default()
+    };
+    config.keys.insert(
+        "cli".into(),
+        tether_server::auth::KeyConfig {
+            secret: secret.into(),
+            capabilities: tether_core::Capabilities::all(),
+        },
+    );
+    let server = tether_server::Server::start(config).await.expect("server");
+    let client = reqwest::Client::new();
+    let get = |channel: &str| {
+        client
+            .get(format!("{}/channels/{channel}/messages", server.url()))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(
+        get("conversation:u1").await.expect("get").status().as_u16(),
+        200
+    );
+    assert_eq!(
+        get("conversation:u2").await.expect("get").status().as_u16(),
+        403
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["token", "--key", "nocolon"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("tether: "));
+    server.shutdown().await;
+}

@@ -57,9 +57,10 @@ async fn pipelined_appends_keep_their_order() {
         "acks follow call order"
     );
 
-    // The subscriber sees the create, then the fragments in order.
-    let mut fragments = Vec::new();
-    while fragments.len() < 500 {
+    // The subscriber sees the create, then the fragments in order (the
+    // server may roll several fragments up into one event).
+    let mut fragments: Vec<String> = Vec::new();
+    while fragments.concat().len() < expected.len() {
         let event = within("event", events.next()).await.expect("open");
         let Event::Message(message) = event else {
             panic!("unexpected {event:?}");
@@ -220,6 +221,8 @@ async fn operations_wait_for_the_connection_and_state_is_observable() {
         }
     );
 
+    // The position arrives just after the attach; resuming needs it.
+    eventually("a position", || channel.position().is_some()).await;
     harness.stop().await;
     within(
         "disconnected",
@@ -244,8 +247,9 @@ async fn operations_wait_for_the_connection_and_state_is_observable() {
         serials.push(within("ack", ack).await.expect("applied").serial);
     }
     assert!(serials.windows(2).all(|w| w[0] < w[1]), "sent in order");
-    within(
-        "resumed",
+    // Resumed from the position, not attached afresh.
+    let resumed = tokio::time::timeout(
+        WAIT,
         channel_state.wait_for(|s| {
             *s == ChannelState::Attached {
                 continuity: Continuity::Resumed,
@@ -253,7 +257,9 @@ async fn operations_wait_for_the_connection_and_state_is_observable() {
         }),
     )
     .await
-    .expect("state");
+    .is_ok_and(|r| r.is_ok());
+    let now = channel.state().borrow().clone();
+    assert!(resumed, "not resumed: {now:?}");
     for (i, serial) in serials.iter().enumerate() {
         let event = within("event", events.next()).await.expect("open");
         let Event::Message(message) = event else {
@@ -379,4 +385,33 @@ async fn a_dropped_response_is_marked_cancelled() {
         channel.stream_response("response", json!([1])).await,
         Err(Error::InvalidArgument(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_paced_to_the_announced_rate_limit() {
+    let harness = Harness::start_with(|config| {
+        config.publish_rate_per_sec = 1000;
+        config.publish_burst = 100;
+    })
+    .await;
+    let client = Client::connect(&harness.url(), ClientOptions::default())
+        .await
+        .expect("connects");
+    let channel = client.channel("paced:1").expect("channel");
+    let mut response = channel
+        .stream_response("response", Value::Null)
+        .await
+        .expect("stream starts");
+    let mut expected = String::new();
+    for i in 0..600 {
+        let token = format!("{i} ");
+        expected.push_str(&token);
+        response.append(&token).expect("no append refused");
+    }
+    let serial = response.serial();
+    within("complete", response.complete())
+        .await
+        .expect("nothing was rate limited");
+    let stored = channel.message(serial).await.expect("stored");
+    assert_eq!(stored.data, Value::String(expected));
 }

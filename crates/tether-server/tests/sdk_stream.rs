@@ -105,7 +105,8 @@ async fn thousand_appends_while_the_subscriber_keeps_reconnecting() {
     let agent = Client::connect(&harness.url(), fast_options())
         .await
         .expect("agent connects");
-    let subscriber = Client::connect(&harness.url(), fast_options())
+    // Every fragment as its own event, to check each is delivered once.
+    let subscriber = Client::connect(&harness.url(), fast_options().rollup_ms(0))
         .await
         .expect("subscriber connects");
     let events = subscriber
@@ -168,20 +169,17 @@ async fn thousand_appends_while_the_server_restarts() {
     let sub_channel = subscriber.channel(channel).expect("channel");
     let mut events = sub_channel.subscribe().await.expect("subscribed");
 
-    let harness_ref = &mut harness;
-    let (serial, expected) = {
-        let restarts = std::cell::RefCell::new(harness_ref);
-        stream_with(&agent, channel, 250, |_| {
-            let restarts = &restarts;
-            async move {
-                // Let part of what was queued reach the server first, so
-                // some appends are in flight when it goes down.
-                tokio::task::yield_now().await;
-                restarts.borrow_mut().restart().await;
-            }
-        })
-        .await
-    };
+    let restarts = tokio::sync::Mutex::new(&mut harness);
+    let (serial, expected) = stream_with(&agent, channel, 250, |_| {
+        let restarts = &restarts;
+        async move {
+            // Let part of what was queued reach the server first, so some
+            // appends are in flight when it goes down.
+            tokio::task::yield_now().await;
+            restarts.lock().await.restart().await;
+        }
+    })
+    .await;
     // Every append is acknowledged; now the subscriber must converge.
     let mut seen = HashSet::new();
     loop {

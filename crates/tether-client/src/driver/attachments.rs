@@ -40,6 +40,12 @@ struct Attachment {
 }
 
 impl Attachment {
+    /// Moves the resume position, and shows it to [`crate::Channel::position`].
+    fn set_position(&mut self, position: Option<Serial>) {
+        self.resume_from = position;
+        *self.shared.position() = position;
+    }
+
     fn fan_out(&mut self, event: Event) {
         self.subscribers
             .retain(|(_, tx)| tx.send(event.clone()).is_ok());
@@ -66,6 +72,7 @@ impl Attachments {
     ) {
         let attachment = self.map.entry(channel).or_insert_with(|| {
             *shared.view() = View::new();
+            *shared.position() = options.from;
             shared.state.send_replace(ChannelState::Attaching);
             Attachment {
                 shared,
@@ -131,11 +138,9 @@ impl Attachments {
                     req,
                     channel: channel.as_str(),
                     from: attachment.resume_from,
-                    // A resume replays what was missed; a rewind is only for
-                    // a start without a position.
-                    rewind: attachment
-                        .rewind
-                        .filter(|_| attachment.resume_from.is_none()),
+                    // With a position the server uses it only if it cannot
+                    // resume: how much current state to send after a loss.
+                    rewind: attachment.rewind,
                 }
                 .encode(),
             );
@@ -170,7 +175,7 @@ impl Attachments {
         attachment.status = Status::Attached;
         if continuity == Continuity::Lost {
             *attachment.shared.view() = View::new();
-            attachment.resume_from = None;
+            attachment.set_position(None);
             let error = error
                 .unwrap_or_else(|| ErrorInfo::new(ErrorCode::ContinuityLost, "continuity lost"));
             attachment.fan_out(Event::ContinuityLost(error));
@@ -185,10 +190,11 @@ impl Attachments {
     }
 
     pub(crate) fn on_synced(&mut self, channel: &str, position: Option<Serial>) {
-        if let Some(attachment) = self.find(channel) {
-            if attachment.status == Status::Attached && position.is_some() {
-                attachment.resume_from = position;
-            }
+        let Some(attachment) = self.find(channel) else {
+            return;
+        };
+        if attachment.status == Status::Attached && position.is_some() {
+            attachment.set_position(position);
         }
     }
 
@@ -201,7 +207,10 @@ impl Attachments {
         message: Message,
         connected: bool,
     ) {
-        let Some(attachment) = self.find(channel) else {
+        let Ok(name) = ChannelName::new(channel) else {
+            return;
+        };
+        let Some(attachment) = self.map.get_mut(&name) else {
             return;
         };
         if attachment.status != Status::Attached {
@@ -221,15 +230,15 @@ impl Attachments {
             }
         };
         if position.is_some() {
-            attachment.resume_from = position;
+            attachment.set_position(position);
         }
-        if fresh {
-            attachment.fan_out(Event::Message(message));
-            if attachment.subscribers.is_empty() {
-                if let Ok(name) = ChannelName::new(channel) {
-                    self.remove(&name, connected);
-                }
-            }
+        if !fresh {
+            return;
+        }
+        attachment.fan_out(Event::Message(message));
+        let orphaned = attachment.subscribers.is_empty();
+        if orphaned {
+            self.remove(&name, connected);
         }
     }
 

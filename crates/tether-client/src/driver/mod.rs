@@ -2,7 +2,7 @@
 //!
 //! Handles talk to it through one command queue, so everything a client
 //! sends leaves in the order it was asked for. The driver:
-//! - connects, and reconnects with backoff ([`crate::options`]) when the
+//! - connects ([`connect`]), and reconnects with backoff ([`crate::options`]) when the
 //!   connection drops or the server goes quiet;
 //! - on each new connection, confirms appends that may have been applied
 //!   just before the drop ([`ops`]), re-attaches every channel from its
@@ -34,11 +34,16 @@ use crate::rest::{Ack, Rest};
 use crate::wire::{Hello, Incoming, Outgoing};
 
 mod attachments;
+mod connect;
 mod ops;
+mod pace;
 
 use attachments::Attachments;
+use connect::close_reason;
+pub(crate) use connect::open;
 use ops::OpQueue;
 pub(crate) use ops::PendingOp;
+use pace::Pace;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -109,90 +114,6 @@ enum Flow {
     Close(Option<oneshot::Sender<()>>),
 }
 
-/// Opens one connection and waits for its `connected` frame.
-pub(crate) async fn open(shared: &Shared) -> Result<(Ws, Hello), Error> {
-    let options = &shared.options;
-    let url = shared
-        .endpoint
-        .ws_with(options.token.as_deref(), options.client_id.as_deref());
-    // Errors name the URL without its credential.
-    let shown = shared.endpoint.ws.to_string();
-    let connect_error = |reason: String| Error::Connect {
-        url: shown.clone(),
-        reason,
-    };
-    let attempt = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| handshake_error(&shown, e))?;
-        loop {
-            match ws.next().await {
-                Some(Ok(WsMessage::Text(text))) => {
-                    return match Incoming::decode(&text) {
-                        Ok(Incoming::Connected(hello)) => Ok((ws, hello)),
-                        Ok(Incoming::Error { code, message, .. }) => {
-                            Err(Error::Server(ErrorInfo { code, message }))
-                        }
-                        _ => Err(Error::Protocol(
-                            "the server did not start with a connected frame".into(),
-                        )),
-                    };
-                }
-                Some(Ok(WsMessage::Close(frame))) => {
-                    return Err(connect_error(close_reason(frame)));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(connect_error(root_cause(&e))),
-                None => return Err(connect_error("closed before it was ready".into())),
-            }
-        }
-    };
-    tokio::time::timeout(options.connect_timeout, attempt)
-        .await
-        .map_err(|_| connect_error(format!("timed out after {:?}", options.connect_timeout)))?
-}
-
-fn handshake_error(url: &str, err: tungstenite::Error) -> Error {
-    let reason = match err {
-        tungstenite::Error::Http(response) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            #[derive(serde::Deserialize)]
-            struct Body {
-                error: ErrorInfo,
-            }
-            if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
-                return Error::Server(error);
-            }
-            format!("the server answered HTTP {}", response.status())
-        }
-        tungstenite::Error::Url(e) => {
-            return Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            };
-        }
-        other => root_cause(&other),
-    };
-    Error::Connect {
-        url: url.to_owned(),
-        reason,
-    }
-}
-
-fn close_reason(frame: Option<tungstenite::protocol::CloseFrame>) -> String {
-    match frame {
-        Some(frame) if !frame.reason.is_empty() => {
-            format!(
-                "closed by the server: {} ({})",
-                frame.reason,
-                u16::from(frame.code)
-            )
-        }
-        Some(frame) => format!("closed by the server ({})", u16::from(frame.code)),
-        None => "closed by the server".into(),
-    }
-}
-
 /// The task behind a [`crate::Client`].
 pub(crate) struct Driver {
     shared: Arc<Shared>,
@@ -206,6 +127,10 @@ pub(crate) struct Driver {
     attempts: u32,
     /// The last connection-level error the server sent, to explain a close.
     server_error: Option<String>,
+    /// The send rate allowed on the current connection.
+    pace: Pace,
+    /// Operations are held back until the pace allows more.
+    paced: bool,
 }
 
 impl Driver {
@@ -221,6 +146,8 @@ impl Driver {
             connected: false,
             attempts: 0,
             server_error: None,
+            pace: Pace::new(Default::default()),
+            paced: false,
         }
     }
 
@@ -359,6 +286,8 @@ impl Driver {
     async fn session(&mut self, mut ws: Ws, hello: Hello) -> End {
         self.connected = true;
         self.server_error = None;
+        self.pace = Pace::new(hello.limits);
+        self.paced = false;
         self.set_state(ConnectionState::Connected {
             connection_id: hello.connection_id.clone(),
         });
@@ -416,6 +345,7 @@ impl Driver {
                         }
                     }
                 }
+                () = tokio::time::sleep(self.pace.retry_in()), if self.paced => {}
                 _ = ticker.tick() => {
                     if last_inbound.elapsed() > idle {
                         return End::Lost(format!("nothing heard from the server for {idle:?}"));
@@ -443,7 +373,12 @@ impl Driver {
         for frame in frames.drain(..) {
             ws.feed(WsMessage::text(frame)).await?;
         }
-        loop {
+        self.paced = false;
+        while self.ops.has_unsent() {
+            if !self.pace.try_take() {
+                self.paced = true;
+                break;
+            }
             let req = self.next_req;
             let Some(frame) = self.ops.send_next(req) else {
                 break;
@@ -590,15 +525,15 @@ impl Driver {
                 .await
                 .map_err(|_| End::Lost("no reply from the server while resuming".into()))?;
             match frame {
-                Some(Ok(WsMessage::Text(text))) => match Incoming::decode(&text) {
-                    Ok(
+                Some(Ok(WsMessage::Text(text))) => {
+                    if let Ok(
                         Incoming::Ack { req: Some(req), .. }
                         | Incoming::Error { req: Some(req), .. },
-                    ) => {
+                    ) = Incoming::decode(&text)
+                    {
                         waiting.remove(&req);
                     }
-                    _ => {}
-                },
+                }
                 Some(Ok(WsMessage::Close(frame))) => return Err(End::Lost(close_reason(frame))),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(End::Lost(root_cause(&e))),

@@ -305,6 +305,160 @@ pub(crate) fn applied_prefix(base: usize, data: &str, fragments: &[&str]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+    use tether_core::{AppendOp, NewMessage, UpdateOp};
+    use tokio::sync::watch;
+
+    use crate::client::{ConnectionState, Shared};
+    use crate::endpoint::Endpoint;
+    use crate::options::ClientOptions;
+    use crate::rest::Rest;
+
+    fn shared() -> Arc<Shared> {
+        let endpoint = Endpoint::parse("http://127.0.0.1:1").expect("url");
+        let options = ClientOptions::default();
+        Arc::new(Shared {
+            rest: Rest::with_endpoint(endpoint.clone(), &options),
+            endpoint,
+            options,
+            state: watch::Sender::new(ConnectionState::Closed),
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    type Reply = oneshot::Receiver<Result<Ack, Error>>;
+
+    fn pending(shared: &Arc<Shared>, op: Operation) -> (PendingOp, Reply) {
+        let (tx, rx) = oneshot::channel();
+        let slot = Slot::take(shared, 10).expect("room");
+        let channel = ChannelName::new("c").expect("name");
+        (PendingOp::new(channel, op, tx, slot), rx)
+    }
+
+    fn serial(seq: u64) -> Serial {
+        Serial::new(1_764_151_200_000, seq).expect("fits")
+    }
+
+    fn append(target: Serial, data: &str) -> Operation {
+        Operation::Append {
+            target,
+            append: AppendOp {
+                data: data.into(),
+                name: None,
+                extras: None,
+            },
+        }
+    }
+
+    fn current(data: &str, version: u64) -> Message {
+        serde_json::from_value(json!({
+            "serial": serial(1), "id": "x", "data": data, "timestamp": 1,
+            "action": "update", "version": {"serial": serial(version), "timestamp": 1},
+        }))
+        .expect("message")
+    }
+
+    /// A queue where message 1 was created with "ab" and acknowledged.
+    fn created(shared: &Arc<Shared>) -> OpQueue {
+        let mut queue = OpQueue::default();
+        let create = Operation::Create(NewMessage {
+            data: json!("ab"),
+            ..NewMessage::default()
+        });
+        let (op, _) = pending(shared, create);
+        queue.push(op);
+        assert!(queue.send_next(1).is_some());
+        let ack = Ack {
+            serial: serial(1),
+            version_serial: serial(1),
+            duplicate: false,
+        };
+        queue.acked(1, ack);
+        queue
+    }
+
+    #[test]
+    fn confirms_the_applied_prefix_and_resends_the_rest_in_order() {
+        let shared = shared();
+        let mut queue = created(&shared);
+        let mut replies = Vec::new();
+        for (req, fragment) in [(2, "cd"), (3, "ef"), (4, "gh")] {
+            let (op, reply) = pending(&shared, append(serial(1), fragment));
+            queue.push(op);
+            replies.push(reply);
+            assert!(queue.send_next(req).is_some());
+        }
+        let (later, _) = pending(&shared, append(serial(1), "ij"));
+        queue.push(later);
+        queue.disconnected();
+        assert_eq!(
+            queue.to_confirm(),
+            vec![(ChannelName::new("c").expect("name"), serial(1))]
+        );
+
+        // The server got "cd" and "ef" before the drop.
+        assert_eq!(
+            queue.confirm(&ChannelName::new("c").expect("name"), &current("abcdef", 3)),
+            2
+        );
+        for reply in replies.iter_mut().take(2) {
+            let ack = reply.try_recv().expect("resolved").expect("ok");
+            assert!(ack.duplicate);
+            assert_eq!(ack.version_serial, serial(3));
+        }
+        assert!(replies[2].try_recv().is_err(), "gh is still pending");
+        let next = queue.send_next(10).expect("gh first");
+        assert!(next.contains(r#""data":"gh""#), "{next}");
+        let next = queue.send_next(11).expect("then ij");
+        assert!(next.contains(r#""data":"ij""#), "{next}");
+        assert_eq!(shared.pending.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn foreign_changes_and_updates_fall_back_to_resending() {
+        let shared = shared();
+        let name = ChannelName::new("c").expect("name");
+        let mut queue = created(&shared);
+        let (op, _) = pending(&shared, append(serial(1), "cd"));
+        queue.push(op);
+        assert!(queue.send_next(2).is_some());
+        queue.disconnected();
+        assert_eq!(queue.confirm(&name, &current("abXY", 3)), 0);
+        assert!(queue.has_unsent());
+
+        let mut queue = created(&shared);
+        let (op, _) = pending(&shared, append(serial(1), "cd"));
+        queue.push(op);
+        let update = Operation::Update {
+            target: serial(1),
+            update: UpdateOp::default(),
+        };
+        let (op, _) = pending(&shared, update);
+        queue.push(op);
+        assert!(queue.send_next(2).is_some() && queue.send_next(3).is_some());
+        queue.disconnected();
+        assert!(
+            queue.to_confirm().is_empty(),
+            "an update in doubt: resend all"
+        );
+    }
+
+    #[test]
+    fn the_backlog_is_bounded() {
+        let shared = shared();
+        let slots: Vec<_> = (0..3)
+            .map(|_| Slot::take(&shared, 3).expect("room"))
+            .collect();
+        assert!(matches!(
+            Slot::take(&shared, 3),
+            Err(Error::Backlog { limit: 3 })
+        ));
+        drop(slots);
+        assert_eq!(shared.pending.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn applied_prefix_counts_what_the_server_has() {

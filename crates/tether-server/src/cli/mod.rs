@@ -19,6 +19,7 @@ pub mod history;
 pub mod publish;
 pub mod stream;
 pub mod subscribe;
+pub mod token;
 
 /// Which server to talk to; shared by every client subcommand.
 #[derive(Debug, Args)]

@@ -57,18 +57,19 @@ pub async fn run(args: SubscribeArgs) -> Result<(), Failure> {
     Err("the subscription ended".to_owned().into())
 }
 
-/// Tells the person at the terminal when the connection drops and resumes.
+/// Tells the person at the terminal when the connection drops and when it
+/// is back (not every failed attempt in between).
 async fn report_connection(client: Client) {
     let mut state = client.state();
-    let mut was_down = false;
+    let mut down = false;
     while state.changed().await.is_ok() {
         let note = match &*state.borrow_and_update() {
-            ConnectionState::Disconnected { reason, retry_in } => {
-                was_down = true;
-                format!("disconnected ({reason}); retrying in {retry_in:.1?}")
+            ConnectionState::Disconnected { reason, .. } if !down => {
+                down = true;
+                format!("connection lost ({reason}); reconnecting")
             }
-            ConnectionState::Connected { .. } if was_down => {
-                was_down = false;
+            ConnectionState::Connected { .. } if down => {
+                down = false;
                 "reconnected; resuming".to_owned()
             }
             _ => continue,

@@ -253,6 +253,8 @@ impl Connection {
                     max_frame_bytes: config.max_frame_bytes,
                     max_message_bytes: config.namespace_defaults.max_message_bytes,
                     max_channels: config.max_channels_per_connection,
+                    publish_rate_per_sec: config.publish_rate_per_sec,
+                    publish_burst: config.publish_burst,
                 },
             }
             .encode(),
@@ -282,7 +284,7 @@ impl Connection {
                         // 1001 "going away" is what a browser sends when a
                         // page reloads or navigates: keep the session so the
                         // reloaded page can resume it.
-                        Message::Close(Some(frame)) if u16::from(frame.code) == 1001 => {
+                        Message::Close(Some(frame)) if frame.code == 1001 => {
                             return Ending::Abrupt;
                         }
                         Message::Close(_) => return Ending::Clean,

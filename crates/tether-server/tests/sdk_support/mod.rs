@@ -17,17 +17,25 @@ pub struct Harness {
     server: Option<Server>,
     dir: tempfile::TempDir,
     addr: SocketAddr,
+    adjust: fn(&mut Config),
 }
 
 impl Harness {
     /// Starts a development-mode server on a free port.
     pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` changes (on every
+    /// restart too).
+    pub async fn start_with(adjust: fn(&mut Config)) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = start_server(&dir, "127.0.0.1:0".parse().expect("addr")).await;
+        let server = start_server(&dir, "127.0.0.1:0".parse().expect("addr"), adjust).await;
         Harness {
             addr: server.addr(),
             server: Some(server),
             dir,
+            adjust,
         }
     }
 
@@ -51,7 +59,7 @@ impl Harness {
     /// Starts it again on the same address and data directory.
     pub async fn resume(&mut self) {
         assert!(self.server.is_none(), "stop before resuming");
-        self.server = Some(start_server(&self.dir, self.addr).await);
+        self.server = Some(start_server(&self.dir, self.addr, self.adjust).await);
     }
 
     /// Stops and starts again.
@@ -61,13 +69,18 @@ impl Harness {
     }
 }
 
-async fn start_server(dir: &tempfile::TempDir, listen: SocketAddr) -> Server {
-    let config = Config {
+async fn start_server(
+    dir: &tempfile::TempDir,
+    listen: SocketAddr,
+    adjust: fn(&mut Config),
+) -> Server {
+    let mut config = Config {
         listen,
         data_dir: dir.path().join("data"),
         dev: true,
         ..Config::default()
     };
+    adjust(&mut config);
     // The port of a server that just stopped can take a moment to free.
     let mut tries = 0;
     loop {
@@ -147,9 +160,14 @@ impl Proxy {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cuts.changed() => {}
                     }
-                    // Dropping both ends resets them without a goodbye.
-                    let _ = client.set_linger(Some(Duration::ZERO));
-                    let _ = server.set_linger(Some(Duration::ZERO));
+                    // A zero linger makes the drop reset both ends (RST)
+                    // instead of a goodbye; with zero it never blocks, which
+                    // is what the deprecation warns about.
+                    #[allow(deprecated)]
+                    {
+                        let _ = client.set_linger(Some(Duration::ZERO));
+                        let _ = server.set_linger(Some(Duration::ZERO));
+                    }
                 });
             }
         });

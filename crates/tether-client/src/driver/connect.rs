@@ -1,0 +1,94 @@
+//! Opening one connection: the WebSocket handshake, then the server's
+//! `connected` frame; and turning failures into one-line errors.
+
+use futures::StreamExt;
+use tether_core::ErrorInfo;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::Ws;
+use crate::client::Shared;
+use crate::error::{Error, root_cause};
+use crate::wire::{Hello, Incoming};
+
+/// Opens one connection and waits for its `connected` frame.
+pub(crate) async fn open(shared: &Shared) -> Result<(Ws, Hello), Error> {
+    let options = &shared.options;
+    let url = shared.endpoint.ws_with(options);
+    // Errors name the URL without its credential.
+    let shown = shared.endpoint.ws.to_string();
+    let connect_error = |reason: String| Error::Connect {
+        url: shown.clone(),
+        reason,
+    };
+    let attempt = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| handshake_error(&shown, e))?;
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return match Incoming::decode(&text) {
+                        Ok(Incoming::Connected(hello)) => Ok((ws, hello)),
+                        Ok(Incoming::Error { code, message, .. }) => {
+                            Err(Error::Server(ErrorInfo { code, message }))
+                        }
+                        _ => Err(Error::Protocol(
+                            "the server did not start with a connected frame".into(),
+                        )),
+                    };
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Err(connect_error(close_reason(frame)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(connect_error(root_cause(&e))),
+                None => return Err(connect_error("closed before it was ready".into())),
+            }
+        }
+    };
+    tokio::time::timeout(options.connect_timeout, attempt)
+        .await
+        .map_err(|_| connect_error(format!("timed out after {:?}", options.connect_timeout)))?
+}
+
+fn handshake_error(url: &str, err: tungstenite::Error) -> Error {
+    let reason = match err {
+        tungstenite::Error::Http(response) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            #[derive(serde::Deserialize)]
+            struct Body {
+                error: ErrorInfo,
+            }
+            if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
+                return Error::Server(error);
+            }
+            format!("the server answered HTTP {}", response.status())
+        }
+        tungstenite::Error::Url(e) => {
+            return Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            };
+        }
+        other => root_cause(&other),
+    };
+    Error::Connect {
+        url: url.to_owned(),
+        reason,
+    }
+}
+
+pub(super) fn close_reason(frame: Option<tungstenite::protocol::CloseFrame>) -> String {
+    match frame {
+        Some(frame) if !frame.reason.is_empty() => {
+            format!(
+                "closed by the server: {} ({})",
+                frame.reason,
+                u16::from(frame.code)
+            )
+        }
+        Some(frame) => format!("closed by the server ({})", u16::from(frame.code)),
+        None => "closed by the server".into(),
+    }
+}
