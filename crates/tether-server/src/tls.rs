@@ -99,6 +99,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Small frames (tokens, acks) must not wait for Nagle.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

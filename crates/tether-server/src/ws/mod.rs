@@ -104,6 +104,9 @@ pub async fn upgrade(
     let hard_limit = app.config.max_frame_bytes.saturating_mul(4);
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
+        // Idle connections should cost a few KiB; tungstenite's default read
+        // buffer is 128 KiB per connection.
+        .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| Connection::run(app, socket, principal, slot, rollup))
 }
 

@@ -146,10 +146,23 @@ impl Writer {
                 frame = self.frames.recv() => frame,
             };
             let Some(frame) = frame else { break };
+            // Write everything already queued, then flush once: one
+            // syscall for a burst instead of one per frame.
+            let (sink, frames) = (&mut self.sink, &mut self.frames);
+            let write = async move {
+                sink.feed(frame).await?;
+                for _ in 1..64 {
+                    match frames.try_recv() {
+                        Ok(next) => sink.feed(next).await?,
+                        Err(_) => break,
+                    }
+                }
+                sink.flush().await
+            };
             tokio::select! {
                 biased;
                 _ = closing(&mut self.close) => break,
-                sent = self.sink.send(frame) => if sent.is_err() { return },
+                sent = write => if sent.is_err() { return },
             }
         }
         let reason = self.close.borrow().clone();
