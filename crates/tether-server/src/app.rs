@@ -219,6 +219,23 @@ impl Server {
     }
 }
 
+/// Runs a command's future on a new multi-threaded runtime and returns its
+/// exit code; one place for every `tether` subcommand to start tokio.
+pub fn block_on(
+    command: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(err) => {
+            eprintln!("tether: cannot start the runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves once `flag` turns true (or its sender is gone). Returns nothing
 /// so no watch guard is held across an await in `select!` arms.
 pub async fn flipped(flag: &mut watch::Receiver<bool>) {

@@ -102,16 +102,7 @@ fn main() -> ExitCode {
 
 fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
     init_logging("text");
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(tether_server::demo::run(args, shutdown_signal())),
-        Err(err) => {
-            eprintln!("tether: cannot start the runtime: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    tether_server::app::block_on(tether_server::demo::run(args, shutdown_signal()))
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -123,17 +114,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("tether: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    tether_server::app::block_on(async move {
         if config.dev {
             tracing::warn!(
                 "DEVELOPMENT MODE: authentication is off; anyone who can reach {} can read and write every channel",

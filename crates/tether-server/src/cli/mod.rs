@@ -75,23 +75,15 @@ impl From<String> for Failure {
 /// Runs a subcommand to completion and turns its outcome into an exit
 /// code, printing a failure as one line.
 pub fn run(command: impl Future<Output = Result<(), Failure>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("tether: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
+    tether_server::app::block_on(async move {
+        match command.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("tether: {failure}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("tether: {failure}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// How results are printed.

@@ -125,17 +125,7 @@ pub fn router(options: FakeOptions) -> Router {
 
 /// `tether fake-llm`: serves until Ctrl-C.
 pub fn run(args: FakeLlmArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("tether: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    crate::app::block_on(async move {
         let options = FakeOptions {
             tokens_per_second: args.tokens_per_second.max(0.0),
             tokens: args.tokens.min(MAX_TOKENS),
