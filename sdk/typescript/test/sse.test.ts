@@ -64,7 +64,10 @@ test('SSE fallback receives the same view, across stream drops', async () => {
         acks.push(pub.append(serial, `m${m}t${i} `));
         if (i % 25 === 24) {
           await Promise.all(acks);
+          const opened = cf.streams;
           cf.cut();
+          // Wait for the stream to reopen, so every cut hits a live stream.
+          await waitFor(() => cf.streams > opened, 5000, 'SSE stream to reopen');
         }
       }
       await Promise.all(acks);

@@ -56,6 +56,9 @@ test('500 appends with the subscriber dropped every 50: view equals history, no 
         if (appends % 50 === 0) {
           await Promise.all(acks);
           drops += dropSockets(sockets);
+          // Wait for the reconnect, so every cut hits a live socket
+          // however fast the server acknowledges.
+          await waitFor(() => sockets.some((s) => s.readyState === 1 /* OPEN */), 5000, 'subscriber to reconnect');
         }
       }
       await Promise.all(acks);
