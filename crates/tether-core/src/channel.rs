@@ -89,7 +89,19 @@ mod tests {
             assert!(ChannelName::new(ok).is_ok(), "{ok}");
         }
         let long = "x".repeat(MAX_CHANNEL_NAME_LEN + 1);
-        for bad in ["", ".", "..", "...", "a b", "a/b", "a\u{0}", "é", "a?b", "a#b", long.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "a b",
+            "a/b",
+            "a\u{0}",
+            "é",
+            "a?b",
+            "a#b",
+            long.as_str(),
+        ] {
             assert!(ChannelName::new(bad).is_err(), "{bad:?}");
         }
         assert!(ChannelName::new("x".repeat(MAX_CHANNEL_NAME_LEN)).is_ok());
