@@ -82,6 +82,34 @@ pub fn cpu_secs(a: &ProcSample, b: &ProcSample) -> f64 {
     (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / clk_tck()
 }
 
+/// Adds the server's CPU, memory and disk figures between two samples to
+/// `m`, per second of `window` and per acknowledged append.
+pub fn put_server_metrics(
+    m: &mut crate::stats::Metrics,
+    a: &ProcSample,
+    b: &ProcSample,
+    window: f64,
+    acked: u64,
+) {
+    m.insert("server_cpu_pct".into(), cpu_percent(a, b));
+    m.insert("server_rss_mib".into(), b.rss_kib as f64 / 1024.0);
+    let written = b.write_bytes.saturating_sub(a.write_bytes) as f64;
+    m.insert(
+        "server_disk_write_mib_per_s".into(),
+        written / window / 1048576.0,
+    );
+    if acked > 0 {
+        m.insert(
+            "server_disk_write_bytes_per_append".into(),
+            written / acked as f64,
+        );
+        m.insert(
+            "server_cpu_us_per_append".into(),
+            cpu_secs(a, b) * 1e6 / acked as f64,
+        );
+    }
+}
+
 /// The 1-minute load average: how busy the shared machine was (other
 /// processes compete with the server and the generator for the cores).
 pub fn load1() -> f64 {

@@ -270,25 +270,7 @@ pub async fn run(server: &Server, spec: &StreamSpec, ctx: &Ctx) -> Result<Metric
         expected.saturating_sub(sh.delivered.load(Ordering::Relaxed)) as f64,
     );
     if let (Some(a), Some(b)) = (srv_a, srv_b) {
-        m.insert("server_cpu_pct".into(), procstat::cpu_percent(&a, &b));
-        m.insert("server_rss_mib".into(), b.rss_kib as f64 / 1024.0);
-        let written = b.write_bytes.saturating_sub(a.write_bytes) as f64;
-        m.insert(
-            "server_disk_write_mib_per_s".into(),
-            written / window / 1048576.0,
-        );
-        if acked > 0 {
-            m.insert(
-                "server_disk_write_bytes_per_append".into(),
-                written / acked as f64,
-            );
-        }
-        if acked > 0 {
-            m.insert(
-                "server_cpu_us_per_append".into(),
-                procstat::cpu_secs(&a, &b) * 1e6 / acked as f64,
-            );
-        }
+        procstat::put_server_metrics(&mut m, &a, &b, window, acked);
     }
     if let (Some(a), Some(b)) = (me_a, me_b) {
         m.insert("bench_cpu_pct".into(), procstat::cpu_percent(&a, &b));
