@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import type { WebSocketConstructor } from '../src/index.js';
-import { history, makeClient, type Server, startServer, waitFor, WS } from './server.js';
+import { controllable, history, makeClient, type Server, startServer, waitFor, WS } from './server.js';
 
 let server: Server;
 before(async () => {
@@ -17,37 +16,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-/** A ws constructor that can refuse connections and freeze inbound frames. */
-function controllable() {
-  const ctl = {
-    refuse: false,
-    frozen: new Set<WS>(),
-    sockets: [] as WS[],
-    WebSocket: undefined as unknown as WebSocketConstructor,
-  };
-  ctl.WebSocket = class extends WS {
-    constructor(url: string, protocols?: string | string[]) {
-      if (ctl.refuse) throw new Error('network is down');
-      super(url, protocols);
-      ctl.sockets.push(this);
-      const self = this;
-      // Wrap whatever onmessage the client installs so frames can be swallowed.
-      let handler: ((ev: unknown) => void) | null = null;
-      Object.defineProperty(this, 'onmessage', {
-        configurable: true,
-        get: () => handler,
-        set: (h: ((ev: unknown) => void) | null) => {
-          handler = h;
-        },
-      });
-      this.on('message', (data, isBinary) => {
-        if (!ctl.frozen.has(self) && handler) handler({ data: isBinary ? data : data.toString() });
-      });
-    }
-  };
-  return ctl;
-}
 
 test('a quiet subscriber that was away misses nothing, even past the rewind', async () => {
   const channel = 'chat:quiet';
