@@ -243,8 +243,8 @@ impl Connection {
     async fn attach(&mut self, req: Option<u64>, name: ChannelName, start: Start) {
         self.used = true;
         self.detach(&name).await;
-        if let Ok(mut positions) = self.positions.lock() {
-            positions.insert(name.clone(), start);
+        if let Ok(mut starts) = self.starts.lock() {
+            starts.insert(name.clone(), start);
         }
         let window = self.app.engine.rollup_window(&name, self.rollup_ms);
         let subscription = self.app.engine.subscribe(name.clone(), start);
@@ -252,7 +252,7 @@ impl Connection {
             Feed::new(subscription, window),
             self.outbox.clone(),
             req,
-            self.positions.clone(),
+            self.starts.clone(),
         ));
         self.attachments.insert(name, task);
     }
@@ -263,8 +263,8 @@ impl Connection {
             task.abort();
             let _ = task.await;
         }
-        if let Ok(mut positions) = self.positions.lock() {
-            positions.remove(name);
+        if let Ok(mut starts) = self.starts.lock() {
+            starts.remove(name);
         }
     }
 

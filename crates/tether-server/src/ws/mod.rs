@@ -158,7 +158,7 @@ struct Connection {
     attachments: HashMap<ChannelName, JoinHandle<()>>,
     /// How each attached channel would start again, its `from` moved
     /// forward by the attachment tasks.
-    positions: Attachments,
+    starts: Attachments,
     /// Channels this connection is present on, with its data.
     presence: HashMap<ChannelName, Value>,
     dedupe: Arc<Mutex<Dedupe>>,
@@ -217,7 +217,7 @@ impl Connection {
             connection_id,
             resume_key,
             attachments: HashMap::new(),
-            positions: Arc::default(),
+            starts: Arc::default(),
             presence: HashMap::new(),
             dedupe: Arc::default(),
             acks,
@@ -329,13 +329,13 @@ impl Connection {
             principal,
             identity,
             presence,
-            positions,
+            starts,
             dedupe,
             ..
         } = self;
         match (ending, principal) {
             (Ending::Abrupt, Some(principal)) => {
-                let attachments = positions.lock().map(|p| p.clone()).unwrap_or_default();
+                let attachments = starts.lock().map(|p| p.clone()).unwrap_or_default();
                 let state = SessionState {
                     connection_id,
                     resume_key,
