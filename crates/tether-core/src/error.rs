@@ -36,6 +36,8 @@ pub enum ErrorCode {
     /// The token has expired; renew it (an `auth` frame on a live
     /// connection) and resume.
     TokenExpired,
+    /// The token's `nbf` (not before) is in the future.
+    TokenNotYetValid,
     /// The credential is valid but lacks the capability.
     Forbidden,
     /// No message with that serial exists on the channel.
@@ -71,6 +73,22 @@ pub enum ErrorCode {
     TooSlow,
     /// Nothing was received from the client within the idle timeout.
     IdleTimeout,
+    /// A WebSocket opened without a credential did not send its `auth`
+    /// frame within the auth deadline.
+    AuthTimeout,
+    /// An HTTP request's headers or body did not arrive within the read
+    /// timeout.
+    RequestTimeout,
+    /// Presence data (enter/update) exceeds its size limit.
+    PresenceDataTooLarge,
+    /// The connection changed presence more often than its presence rate
+    /// limit allows.
+    PresenceRateLimited,
+    /// The credential already runs as many LLM bridge jobs as allowed.
+    TooManyJobs,
+    /// The disk is full: writes are refused (nothing was applied), reads
+    /// are served, and writing resumes by itself once space is back.
+    InsufficientStorage,
     /// An unexpected server-side failure; the operation was not applied.
     Internal,
     /// The storage layer failed; the operation was not acknowledged.
@@ -81,7 +99,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownFrameType,
         ErrorCode::InvalidChannelName,
@@ -111,6 +129,13 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::StorageUnavailable,
         ErrorCode::ShuttingDown,
+        ErrorCode::TokenNotYetValid,
+        ErrorCode::AuthTimeout,
+        ErrorCode::RequestTimeout,
+        ErrorCode::PresenceDataTooLarge,
+        ErrorCode::PresenceRateLimited,
+        ErrorCode::TooManyJobs,
+        ErrorCode::InsufficientStorage,
     ];
 
     /// The stable numeric code.
@@ -145,6 +170,13 @@ impl ErrorCode {
             ErrorCode::Internal => 50000,
             ErrorCode::StorageUnavailable => 50300,
             ErrorCode::ShuttingDown => 50301,
+            ErrorCode::TokenNotYetValid => 40102,
+            ErrorCode::AuthTimeout => 40801,
+            ErrorCode::RequestTimeout => 40802,
+            ErrorCode::PresenceDataTooLarge => 41302,
+            ErrorCode::PresenceRateLimited => 42905,
+            ErrorCode::TooManyJobs => 42906,
+            ErrorCode::InsufficientStorage => 50700,
         }
     }
 
@@ -169,6 +201,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 4003,
             ErrorCode::Forbidden => 4004,
             ErrorCode::TokenExpired => 4005,
+            ErrorCode::AuthTimeout => 4006,
+            ErrorCode::TokenNotYetValid => 4007,
             ErrorCode::ResumeFailed => 4010,
             ErrorCode::TooSlow => 4008,
             ErrorCode::FrameTooLarge => 4009,

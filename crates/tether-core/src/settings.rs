@@ -31,6 +31,11 @@ pub struct NamespaceSettings {
     /// (ms) for each subscriber; 0 sends every fragment. A connection can
     /// choose its own window (`?rollup_ms=`).
     pub rollup_ms: u64,
+    /// A response still `extras.stream: "streaming"` with no append for this
+    /// long (seconds) is ended by the server with status `error` and reason
+    /// `abandoned`, so a dead writer cannot leave it streaming forever.
+    /// 0 never ends one.
+    pub abandon_after_secs: u64,
 }
 
 impl Default for NamespaceSettings {
@@ -42,6 +47,7 @@ impl Default for NamespaceSettings {
             mutable: true,
             idempotency_window_secs: 120,
             rollup_ms: 40,
+            abandon_after_secs: 300,
         }
     }
 }

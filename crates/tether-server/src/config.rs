@@ -79,6 +79,36 @@ pub struct Config {
     pub namespaces: HashMap<String, NamespaceSettings>,
     /// The LLM bridge (`[llm]`); off until `base_url` is set.
     pub llm: crate::llm::LlmConfig,
+    /// Time for an HTTP request's headers to arrive once the connection is
+    /// open or the previous request ended (ms). Past it the connection is
+    /// closed, so half-sent requests cannot hold sockets (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// Time for a request body to arrive completely (ms); past it the
+    /// request fails with `40802`.
+    pub body_read_timeout_ms: u64,
+    /// Most open TCP connections of any kind (plain HTTP, SSE, WebSocket);
+    /// beyond it new connections wait in the kernel's backlog. Keep it
+    /// below the process's file-descriptor limit.
+    pub max_http_connections: usize,
+    /// A WebSocket opened without a credential must send its `auth` frame
+    /// within this long (ms), or it is closed with `40801`.
+    pub auth_timeout_ms: u64,
+    /// Most WebSockets waiting for their `auth` frame at once; counted
+    /// apart from every key's connections.
+    pub max_unauthenticated_connections: usize,
+    /// Largest presence data (enter/update) in bytes (`41302`).
+    pub max_presence_data_bytes: usize,
+    /// Sustained presence changes (enter/update/leave) per second per
+    /// connection (`42905`); bursts up to `presence_burst`.
+    pub presence_rate_per_sec: u32,
+    /// Largest burst of presence changes a connection may send at once.
+    pub presence_burst: u32,
+    /// Longest token lifetime accepted (`exp` minus `iat`, or minus now when
+    /// there is no `iat`), in seconds; longer tokens are refused.
+    pub max_token_lifetime_secs: u64,
+    /// On SIGTERM, how long operations already read may take to finish and
+    /// be answered before connections close (ms).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -111,6 +141,16 @@ impl Default for Config {
             namespace_defaults: NamespaceSettings::default(),
             namespaces: HashMap::new(),
             llm: crate::llm::LlmConfig::default(),
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_http_connections: 10_000,
+            auth_timeout_ms: 10_000,
+            max_unauthenticated_connections: 1_000,
+            max_presence_data_bytes: 16 * 1024,
+            presence_rate_per_sec: 20,
+            presence_burst: 200,
+            max_token_lifetime_secs: 7 * 24 * 60 * 60,
+            shutdown_grace_ms: 5_000,
         }
     }
 }

@@ -73,6 +73,12 @@ pub struct LlmConfig {
     /// the job gives up on the upstream: a stalled server must not hang a
     /// job until `max_duration_secs`.
     pub idle_timeout_secs: u64,
+    /// Jobs one credential (key, or token identity) may run at once; more
+    /// are refused with `42906`, so one caller cannot take every slot.
+    pub max_jobs_per_credential: usize,
+    /// Models a request may name. Empty: only `model`. Every job spends
+    /// the upstream account's money, so widening this is a cost decision.
+    pub allowed_models: Vec<String>,
 }
 
 impl Default for LlmConfig {
@@ -86,6 +92,8 @@ impl Default for LlmConfig {
             connect_timeout_secs: 10,
             request_timeout_secs: 60,
             idle_timeout_secs: 60,
+            max_jobs_per_credential: 4,
+            allowed_models: Vec::new(),
         }
     }
 }
@@ -129,6 +137,8 @@ impl fmt::Debug for LlmConfig {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("max_jobs_per_credential", &self.max_jobs_per_credential)
+            .field("allowed_models", &self.allowed_models)
             .finish()
     }
 }
