@@ -102,6 +102,7 @@ impl Server {
         let slots = Arc::new(ConnectionSlots::new(
             config.max_connections,
             config.max_connections_per_key,
+            config.max_unauthenticated_connections,
         ));
         let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
         let mut store_config = StoreConfig::new(config.data_dir.clone());

@@ -257,6 +257,23 @@ impl Config {
                 )));
             }
         }
+        // `-` names the connections still waiting for their `auth` frame.
+        let reserved = crate::ws::UNAUTHENTICATED;
+        if self.keys.contains_key(reserved) || self.public_keys.contains_key(reserved) {
+            return Err(ConfigError::Inconsistent(format!(
+                "key {reserved:?}: this name is reserved for connections that have not                  authenticated yet; give the key another name"
+            )));
+        }
+        if self.presence_rate_per_sec == 0 || self.presence_burst == 0 {
+            return Err(ConfigError::Inconsistent(
+                "presence_rate_per_sec and presence_burst must be positive".into(),
+            ));
+        }
+        if self.auth_timeout_ms == 0 {
+            return Err(ConfigError::Inconsistent(
+                "auth_timeout_ms must be positive".into(),
+            ));
+        }
         if self.publish_rate_per_sec == 0 || self.publish_burst == 0 {
             return Err(ConfigError::Inconsistent(
                 "publish_rate_per_sec and publish_burst must be positive".into(),

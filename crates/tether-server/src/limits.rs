@@ -1,5 +1,11 @@
-//! Connection limits: a server-wide cap and a per-key cap, enforced when a
+//! Connection limits: a server-wide cap, a per-key cap, and a separate cap
+//! on WebSockets still waiting for their `auth` frame. Enforced when a
 //! WebSocket or SSE connection opens and released when it closes.
+//!
+//! Unauthenticated sockets are counted apart from every key: they must not
+//! lock out a key's browsers (which use the first-frame `auth` flow) nor let
+//! a key exceed its cap by connecting without a credential. A socket is
+//! charged to its key when it authenticates ([`Slot::charge`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +16,7 @@ use tether_core::{ErrorCode, ErrorInfo};
 pub struct ConnectionSlots {
     max_total: usize,
     max_per_key: usize,
+    max_unauthenticated: usize,
     /// A std mutex: held for a counter update, never across an await.
     counts: Mutex<Counts>,
 }
@@ -17,21 +24,29 @@ pub struct ConnectionSlots {
 #[derive(Default)]
 struct Counts {
     total: usize,
+    unauthenticated: usize,
     per_key: HashMap<String, usize>,
 }
 
 /// An open connection's slot; freed on drop.
 pub struct Slot {
     slots: Arc<ConnectionSlots>,
-    key: String,
+    /// The key charged, or `None` while the connection is unauthenticated.
+    key: Option<String>,
 }
 
 impl ConnectionSlots {
-    /// Caps of `max_total` connections, `max_per_key` per key.
-    pub fn new(max_total: usize, max_per_key: usize) -> ConnectionSlots {
+    /// Caps of `max_total` connections, `max_per_key` per key and
+    /// `max_unauthenticated` waiting to authenticate.
+    pub fn new(
+        max_total: usize,
+        max_per_key: usize,
+        max_unauthenticated: usize,
+    ) -> ConnectionSlots {
         ConnectionSlots {
             max_total,
             max_per_key,
+            max_unauthenticated,
             counts: Mutex::new(Counts::default()),
         }
     }
@@ -39,6 +54,39 @@ impl ConnectionSlots {
     /// Takes a slot for a connection of `key`, or says which cap is full.
     pub fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, ErrorInfo> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_total(&counts)?;
+        self.take_key(&mut counts, key)?;
+        counts.total += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            key: Some(key.to_owned()),
+        })
+    }
+
+    /// Takes a slot for a WebSocket that will authenticate with its first
+    /// frame; it counts against the server cap and the unauthenticated cap,
+    /// not against any key.
+    pub fn acquire_unauthenticated(self: &Arc<Self>) -> Result<Slot, ErrorInfo> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_total(&counts)?;
+        if counts.unauthenticated >= self.max_unauthenticated {
+            return Err(ErrorInfo::new(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "the server has its maximum of {} connections waiting to authenticate",
+                    self.max_unauthenticated
+                ),
+            ));
+        }
+        counts.total += 1;
+        counts.unauthenticated += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            key: None,
+        })
+    }
+
+    fn check_total(&self, counts: &Counts) -> Result<(), ErrorInfo> {
         if counts.total >= self.max_total {
             return Err(ErrorInfo::new(
                 ErrorCode::TooManyConnections,
@@ -48,6 +96,11 @@ impl ConnectionSlots {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Charges one connection to `key`, if it has room.
+    fn take_key(&self, counts: &mut Counts, key: &str) -> Result<(), ErrorInfo> {
         let for_key = counts.per_key.get(key).copied().unwrap_or(0);
         if for_key >= self.max_per_key {
             return Err(ErrorInfo::new(
@@ -58,12 +111,41 @@ impl ConnectionSlots {
                 ),
             ));
         }
-        counts.total += 1;
         counts.per_key.insert(key.to_owned(), for_key + 1);
-        Ok(Slot {
-            slots: self.clone(),
-            key: key.to_owned(),
-        })
+        Ok(())
+    }
+
+    /// Releases what `key` (or the unauthenticated pool) was charged.
+    fn release(counts: &mut Counts, key: Option<&str>) {
+        match key {
+            None => counts.unauthenticated = counts.unauthenticated.saturating_sub(1),
+            Some(key) => {
+                if let Some(n) = counts.per_key.get_mut(key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        counts.per_key.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Charges the connection to `key` once it has authenticated (or
+    /// renewed with a credential of another key), releasing what it was
+    /// counted under before. Refused with `42903`, changing nothing, when
+    /// the key has no room.
+    pub fn charge(&mut self, key: &str) -> Result<(), ErrorInfo> {
+        if self.key.as_deref() == Some(key) {
+            return Ok(());
+        }
+        let slots = self.slots.clone();
+        let mut counts = slots.counts.lock().unwrap_or_else(|p| p.into_inner());
+        slots.take_key(&mut counts, key)?;
+        ConnectionSlots::release(&mut counts, self.key.as_deref());
+        self.key = Some(key.to_owned());
+        Ok(())
     }
 }
 
@@ -71,11 +153,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_key.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.per_key.remove(&self.key);
-            }
-        }
+        ConnectionSlots::release(&mut counts, self.key.as_deref());
     }
 }

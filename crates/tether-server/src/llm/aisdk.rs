@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tether_core::capability::Operation as Cap;
 use tether_core::fold::STREAM_STATUS;
-use tether_core::{Action, ChannelName, ErrorInfo, Message};
+use tether_core::{Action, ChannelName, ErrorCode, ErrorInfo, Message};
 use tether_store::{Direction, HistoryQuery};
 use tokio::sync::{mpsc, watch};
 
@@ -113,11 +113,18 @@ pub async fn stream(
             ..Start::default()
         },
     );
+    // Like SSE, the stream ends when the credential expires (40101); the
+    // client renews and reconnects, which resumes from the start.
+    let expires_at = caller.expires_at.map(|exp| {
+        let left = exp.saturating_sub(jsonwebtoken::get_current_timestamp());
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
     let body = chunks(
         response,
         subscription,
         app.config.heartbeat(),
         app.shutdown.clone(),
+        expires_at,
         slot,
     );
     let mut reply = Body::from_stream(body).into_response();
@@ -188,12 +195,13 @@ fn chunks(
     subscription: Subscription,
     keep_alive: Duration,
     shutdown: watch::Receiver<bool>,
+    expires_at: Option<tokio::time::Instant>,
     slot: Slot,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
     tokio::spawn(async move {
         let _slot = slot;
-        follow(response, subscription, shutdown, &tx).await;
+        follow(response, subscription, shutdown, expires_at, &tx).await;
     });
     stream::unfold(rx, move |mut rx| async move {
         let bytes = match tokio::time::timeout(keep_alive, rx.recv()).await {
@@ -206,13 +214,22 @@ fn chunks(
     .fuse()
 }
 
-/// Sends the response from its start, then its growth, until it ends.
+/// Sends the response from its start, then its growth, until it ends (or
+/// the server stops, or the caller's token expires).
 async fn follow(
     response: Message,
     mut subscription: Subscription,
     mut shutdown: watch::Receiver<bool>,
+    expires_at: Option<tokio::time::Instant>,
     tx: &mpsc::Sender<Bytes>,
 ) {
+    let expiry = async move {
+        match expires_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     let text_id = format!("text-{}", response.serial);
     let mut text = response.data.as_str().unwrap_or_default().to_owned();
     let mut version = response.version.serial;
@@ -243,6 +260,13 @@ async fn follow(
             () = tx.closed() => return,
             () = crate::app::flipped(&mut shutdown) => {
                 end = Some(End::Failed("the server is shutting down; reconnect to resume".into()));
+                break;
+            }
+            () = &mut expiry => {
+                end = Some(End::Failed(format!(
+                    "token expired ({}): renew it and reconnect to resume",
+                    ErrorCode::TokenExpired.code()
+                )));
                 break;
             }
             delivery = subscription.next() => delivery,

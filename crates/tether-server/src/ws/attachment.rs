@@ -1,6 +1,8 @@
 //! One attached channel: pulls its [`Subscription`] and forwards each
 //! delivery into the connection's outbox, recording the last exact
 //! position so a resumed connection knows where each channel stood.
+//! Presence is forwarded only while the attachment's `presence` option is
+//! on: a renewal that drops `presence-subscribe` turns it off mid-stream.
 
 use super::outbox::Outbox;
 use super::session::Attachments;
@@ -28,6 +30,13 @@ pub async fn run(
                 return;
             }
         };
+        if matches!(
+            delivery,
+            Delivery::Presence(_) | Delivery::PresenceSync { .. }
+        ) && !presence_wanted(&attachments, subscription.channel())
+        {
+            continue;
+        }
         let reply_to = match delivery {
             Delivery::Attached { .. } => req.take(),
             _ => None,
@@ -50,6 +59,12 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether the connection still wants (and may see) presence on `channel`.
+fn presence_wanted(attachments: &Attachments, channel: &tether_core::ChannelName) -> bool {
+    let attachments = attachments.lock().unwrap_or_else(|p| p.into_inner());
+    attachments.get(channel).is_some_and(|start| start.presence)
 }
 
 /// Decrements a gauge when a task ends, however it ends (including abort).

@@ -161,29 +161,28 @@ impl Connection {
             );
             return self.reply_error(req, None, err);
         }
-        let lost: Vec<ChannelName> = self
-            .attachments
-            .keys()
-            .filter(|channel| !principal.allows(channel, Cap::Subscribe))
-            .cloned()
-            .collect();
-        for channel in lost {
-            if let Some(task) = self.attachments.remove(&channel) {
-                task.abort();
+        // The key pays for the connection from now on (until the first
+        // `auth` it sat in the unauthenticated pool); a full key refuses it.
+        if let Err(err) = self.slot.charge(&principal.key) {
+            if self.principal.is_none() {
+                self.outbox.close(err);
+            } else {
+                self.reply_error(req, None, err);
             }
-            let err = ErrorInfo::new(
-                ErrorCode::Forbidden,
-                format!("your new credential does not grant subscribe on {channel}"),
-            );
-            self.reply_error(None, Some(channel.as_str()), err);
-            self.outbox.send(
-                ServerFrame::Detached {
-                    req: None,
-                    channel: channel.as_str(),
-                }
-                .encode(),
+            return;
+        }
+        let registered = self.principal.as_ref().map(|p| p.key.as_str());
+        if registered != Some(principal.key.as_str()) {
+            // So that a resume of this (still live) connection is checked
+            // against the credential it has now.
+            self.takeover = self.app.sessions.register(
+                &self.connection_id,
+                &self.resume_key,
+                &principal.key,
+                principal.client_id.as_deref(),
             );
         }
+        self.narrow_to(&principal);
         self.identity.client_id.clone_from(&principal.client_id);
         self.outbox.send(
             ServerFrame::Authorized {
@@ -218,17 +217,7 @@ impl Connection {
                 format!("rewind must be at most {MAX_REWIND}"),
             ));
         }
-        if !self.attachments.contains_key(&name)
-            && self.attachments.len() >= self.app.config.max_channels_per_connection
-        {
-            return Err(ErrorInfo::new(
-                ErrorCode::TooManyChannels,
-                format!(
-                    "a connection may attach at most {} channels",
-                    self.app.config.max_channels_per_connection
-                ),
-            ));
-        }
+        self.room_for(&name)?;
         Ok((
             name,
             Start {
@@ -376,6 +365,7 @@ impl Connection {
         self.used = true;
         let name = protocol::channel(channel)?;
         principal.require(&name, Cap::Presence)?;
+        self.check_presence(&name, action, &data)?;
         let presence = self.app.engine.presence();
         match action {
             PresenceVerb::Enter | PresenceVerb::Update => {
@@ -413,6 +403,15 @@ impl Connection {
             ));
         }
         // Validate everything before adopting anything.
+        if positions.len() > self.app.config.max_channels_per_connection {
+            return Err(ErrorInfo::new(
+                ErrorCode::TooManyChannels,
+                format!(
+                    "positions name more than the {} channels a connection may use",
+                    self.app.config.max_channels_per_connection
+                ),
+            ));
+        }
         let mut given = HashMap::new();
         for (channel, position) in &positions {
             given.insert(protocol::channel(channel)?, protocol::serial(position)?);
@@ -440,34 +439,13 @@ impl Connection {
             principal.client_id.as_deref(),
         );
         self.dedupe = state.dedupe;
-        if presence_left {
-            for (channel, data) in &state.presence {
-                let _ = self.app.engine.presence().enter(
-                    channel,
-                    self.identity.client_id.clone(),
-                    &self.connection_id,
-                    data.clone(),
-                    now_ms(),
-                );
-            }
-        }
-        self.presence = state.presence;
+        self.adopt_presence(principal, state.presence, presence_left);
         // Each channel starts as it was attached, from the client's position
         // when given, else from the last exact position the server sent
-        // (or afresh, with its original rewind, if it never sent one).
-        let mut restarts: Vec<(ChannelName, Start)> = state
-            .attachments
-            .into_iter()
-            .filter(|(channel, _)| principal.allows(channel, Cap::Subscribe))
-            .map(|(channel, mut start)| {
-                if let Some(position) = given.get(&channel) {
-                    start.from = Some(*position);
-                }
-                start.presence &= principal.allows(&channel, Cap::PresenceSubscribe);
-                (channel, start)
-            })
-            .collect();
-        restarts.sort_by(|a, b| a.0.cmp(&b.0));
+        // (or afresh, with its original rewind, if it never sent one);
+        // channels only named in `positions` are attached from there.
+        let plan = self.plan_restarts(principal, state.attachments, &given);
+        let restarts = plan.attach;
         let attachments = restarts
             .iter()
             .map(|(channel, start)| ResumedAttachment {
@@ -484,6 +462,9 @@ impl Connection {
             }
             .encode(),
         );
+        for (channel, err) in plan.refused {
+            self.reply_error(None, Some(channel.as_str()), err);
+        }
         for (channel, start) in restarts {
             self.attach(None, channel, start).await;
         }

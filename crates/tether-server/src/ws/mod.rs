@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Instant;
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -39,9 +41,13 @@ use crate::protocol::{self, AnnouncedLimits, ServerFrame};
 
 mod acks;
 mod attachment;
+mod capabilities;
 mod frames;
+mod guard;
 pub mod outbox;
+mod restarts;
 pub mod session;
+mod violation;
 
 use acks::Pending;
 use outbox::Outbox;
@@ -50,9 +56,11 @@ use session::{Attachments, Dedupe, SessionState};
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
 
-/// Key name that unauthenticated connections (waiting for their `auth`
-/// frame) are counted under, so they are capped like any key.
-const UNAUTHENTICATED: &str = "-";
+/// Key name a connection waiting for its `auth` frame is registered under
+/// for resume bookkeeping. Configuration refuses a key of this name, so no
+/// credential can match it. (Such connections are counted in their own
+/// pool, not under any key: see [`crate::limits`].)
+pub const UNAUTHENTICATED: &str = "-";
 
 /// Query parameters of `GET /ws`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -75,13 +83,30 @@ const MAX_ROLLUP_MS: u64 = 5_000;
 ///
 /// A credential may come with the upgrade (header, or `?token=` / `?key=`
 /// since browsers cannot set headers) or, outside `--dev`, as the first
-/// frame (`auth`). A bad credential is refused before the upgrade.
+/// frame (`auth`). A bad credential is refused before the upgrade. A
+/// request that is no valid upgrade (a plain GET, a bad
+/// `Sec-WebSocket-Version`) or has bad parameters gets the JSON error body
+/// like every other HTTP error, not the extractor's plain text.
 pub async fn upgrade(
     State(app): State<App>,
-    Query(query): Query<WsQuery>,
+    query: Result<Query<WsQuery>, QueryRejection>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let err = ErrorInfo::new(
+                ErrorCode::BadRequest,
+                format!("not a valid WebSocket upgrade: {}", rejection.body_text()),
+            );
+            return ApiError(err).into_response();
+        }
+    };
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let rollup = query.rollup_ms.map(|ms| ms.min(MAX_ROLLUP_MS));
     let query = AuthQuery {
         token: query.token,
@@ -92,10 +117,13 @@ pub async fn upgrade(
         Ok(principal) => principal,
         Err(err) => return ApiError(err).into_response(),
     };
-    let key = principal
-        .as_ref()
-        .map_or(UNAUTHENTICATED, |p| p.key.as_str());
-    let slot = match app.slots.acquire(key) {
+    // Sockets that will authenticate with their first frame have a pool of
+    // their own; they are charged to their key when `auth` succeeds.
+    let slot = match &principal {
+        Some(principal) => app.slots.acquire(&principal.key),
+        None => app.slots.acquire_unauthenticated(),
+    };
+    let slot = match slot {
         Ok(slot) => slot,
         Err(err) => return ApiError(err).into_response(),
     };
@@ -165,6 +193,10 @@ struct Connection {
     acks: mpsc::Sender<Pending>,
     /// Rate limit on mutations.
     bucket: TokenBucket,
+    /// Rate limit on presence changes (enter, update, leave).
+    presence_bucket: TokenBucket,
+    /// When a connection still without a credential is closed (`40801`).
+    auth_deadline: Option<Instant>,
     /// Whether anything was attached, entered or submitted (a `resume` must
     /// come before that).
     used: bool,
@@ -172,8 +204,9 @@ struct Connection {
     takeover: watch::Receiver<bool>,
     /// Roll-up window chosen at connect time (ms), if any.
     rollup_ms: Option<u64>,
-    /// Counts this connection against the server and key caps.
-    _slot: Slot,
+    /// Counts this connection against the server cap, and the key's cap
+    /// (or the unauthenticated pool until `auth`).
+    slot: Slot,
 }
 
 impl Connection {
@@ -212,6 +245,14 @@ impl Connection {
                 app.config.publish_burst,
                 now_ms(),
             ),
+            presence_bucket: TokenBucket::new(
+                app.config.presence_rate_per_sec,
+                app.config.presence_burst,
+                now_ms(),
+            ),
+            auth_deadline: principal.is_none().then(|| {
+                Instant::now() + std::time::Duration::from_millis(app.config.auth_timeout_ms)
+            }),
             principal,
             outbox,
             connection_id,
@@ -225,7 +266,7 @@ impl Connection {
             takeover,
             app,
             rollup_ms,
-            _slot: slot,
+            slot,
         };
         metrics::gauge!("tether_connections").increment(1.0);
         conn.send_connected();
@@ -272,11 +313,26 @@ impl Connection {
         let mut shutdown = self.app.shutdown.clone();
         loop {
             let expiry = sleep_or_forever(self.expires_in());
+            let auth_deadline = sleep_or_forever(self.auth_wait());
             // Re-read each time: a resume replaces the registration.
             let mut takeover = self.takeover.clone();
             tokio::select! {
                 frame = stream.next() => {
-                    let Some(Ok(frame)) = frame else { return Ending::Abrupt };
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        // An oversized or malformed frame: the server closes
+                        // (4009 / 4000) and the session ends like a clean
+                        // close, so it does not hold presence for the grace
+                        // period. A vanished peer is parked as before.
+                        Some(Err(err)) => match violation::classify(err) {
+                            Some(reason) => {
+                                self.outbox.close(reason);
+                                return Ending::Clean;
+                            }
+                            None => return Ending::Abrupt,
+                        },
+                        None => return Ending::Abrupt,
+                    };
                     last_inbound = Instant::now();
                     match frame {
                         Message::Text(text) => self.on_text(text.as_str()).await,
@@ -301,6 +357,10 @@ impl Connection {
                     }
                     self.outbox.send(ServerFrame::Heartbeat.encode());
                     self.outbox.ping();
+                }
+                _ = auth_deadline => {
+                    self.outbox.close(ErrorInfo::new(ErrorCode::AuthTimeout, "authenticate within the auth timeout: send an auth frame at once after connecting"));
+                    return Ending::Abrupt;
                 }
                 _ = expiry => {
                     self.outbox.close(ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume"));
@@ -365,6 +425,15 @@ impl Connection {
         Some(std::time::Duration::from_millis(
             exp.saturating_mul(1000).saturating_sub(now_ms()),
         ))
+    }
+
+    /// Time left to send the first `auth` frame, while there is none.
+    fn auth_wait(&self) -> Option<std::time::Duration> {
+        if self.principal.is_some() {
+            return None;
+        }
+        self.auth_deadline
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     fn reply_error(&self, req: Option<u64>, channel: Option<&str>, err: ErrorInfo) {
