@@ -205,7 +205,11 @@ async fn presence_data_has_its_own_size_limit() {
     assert_eq!(reply["code"], 41302, "{reply}");
     let now = members(&server, "room:big").await;
     assert_eq!(now.len(), 1);
-    assert_eq!(now[0]["data"]["blob"], json!(small), "the refused update changed nothing");
+    assert_eq!(
+        now[0]["data"]["blob"],
+        json!(small),
+        "the refused update changed nothing"
+    );
     server.stop().await;
 }
 
@@ -219,7 +223,8 @@ async fn presence_changes_are_rate_limited_per_connection() {
     let mut ws = server.ws().await;
     let mut reqs = Vec::new();
     for n in 0..8 {
-        let frame = json!({"type": "presence", "channel": "room:r", "action": "update", "data": {"n": n}});
+        let frame =
+            json!({"type": "presence", "channel": "room:r", "action": "update", "data": {"n": n}});
         reqs.push(ws.request(frame).await);
     }
     let mut limited = 0;
@@ -247,9 +252,8 @@ async fn presence_changes_are_rate_limited_per_connection() {
 
 // ---- 2. unauthenticated sockets -------------------------------------------
 
-type RawSocket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket; `Err((status, body))` when the upgrade is refused.
 async fn try_connect(url: &str) -> Result<RawSocket, (u16, Value)> {
@@ -282,7 +286,7 @@ async fn unauthenticated_sockets_have_their_own_pool() {
         assert_eq!(ws.connected["authenticated"], false);
         waiting.push(ws);
     }
-    let refused = try_connect(&url).await.err().expect("the pool is full");
+    let refused = try_connect(&url).await.expect_err("the pool is full");
     assert_eq!(refused.0, 429);
     assert_eq!(refused.1["error"]["code"], 42903, "{:?}", refused.1);
     // Keys are unaffected by sockets still waiting to authenticate.
@@ -333,7 +337,10 @@ async fn unauthenticated_sockets_must_authenticate_in_time() {
     assert_eq!(code, Some(4006), "close code 4006");
     assert!(errors.iter().any(|e| e["code"] == 40801), "{errors:?}");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(alive(&mut prompt).await, "an authenticated socket has no deadline");
+    assert!(
+        alive(&mut prompt).await,
+        "an authenticated socket has no deadline"
+    );
     server.stop().await;
 }
 
@@ -369,7 +376,10 @@ async fn aisdk_stream_ends_when_its_token_expires() {
     assert_eq!(status, 201);
     let token = mint(&server, "erin", app_caps(), 2).await;
     let mut response = reqwest::Client::new()
-        .get(format!("{}/channels/conversation:ai/aisdk/stream", server.base))
+        .get(format!(
+            "{}/channels/conversation:ai/aisdk/stream",
+            server.base
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -436,7 +446,10 @@ async fn renewal_without_presence_capabilities_takes_effect() {
     loop {
         let frame = ws.recv().await;
         assert_ne!(frame["type"], "presence", "presence after renewal: {frame}");
-        assert_ne!(frame["type"], "presence-sync", "presence after renewal: {frame}");
+        assert_ne!(
+            frame["type"], "presence-sync",
+            "presence after renewal: {frame}"
+        );
         if frame["type"] == "message" && frame["message"]["data"] == "after" {
             break;
         }
@@ -446,7 +459,13 @@ async fn renewal_without_presence_capabilities_takes_effect() {
     assert_eq!(reply["code"], 40300, "{reply}");
 
     // Without subscribe the attachment is detached with an error.
-    let none = mint(&server, "frank", json!({"conversation:*": ["publish"]}), 600).await;
+    let none = mint(
+        &server,
+        "frank",
+        json!({"conversation:*": ["publish"]}),
+        600,
+    )
+    .await;
     let reply = ask(&mut ws, json!({"type": "auth", "token": none})).await;
     assert_eq!(reply["type"], "authorized", "{reply}");
     let detached = ws.recv_type("detached").await;
@@ -595,7 +614,9 @@ async fn upgrade_errors_are_json() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], 40000, "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
     let (status, body) = raw_http(
