@@ -263,6 +263,11 @@ pub struct ResumedAttachment {
     pub channel: String,
     /// Where it continues from (`null`: fresh).
     pub position: Option<Serial>,
+    /// Whether presence is delivered on it. `false` for a channel attached
+    /// only because `positions` named it (the server does not know the
+    /// options of an attach the old socket never processed), so a client
+    /// that wants presence there attaches again with it.
+    pub presence: bool,
 }
 
 /// Limits announced in the `connected` frame.

@@ -655,7 +655,7 @@ async fn resume_attaches_every_channel_named_in_positions() {
     assert_eq!(reply["type"], "resumed", "{reply}");
     assert_eq!(
         reply["attachments"],
-        json!([{"channel": "room:p", "position": first}]),
+        json!([{"channel": "room:p", "position": first, "presence": false}]),
         "{reply}"
     );
     let attached = ws.recv_type("attached").await;

@@ -321,6 +321,10 @@ export class TetherClient extends Emitter<ClientEvents> {
         // Attached fresh and dropped before its first position: the server
         // would replay the whole log; restart it with the rewind instead.
         this.sendAttach(connection, ch);
+      } else if (ch.presenceEnabled && r.presence === false) {
+        // Re-attached only from our position (the old socket never took
+        // the attach), so without presence: attach again with it.
+        this.sendAttach(connection, ch);
       }
     }
     for (const name of resumed.keys()) if (!this.channels.has(name)) this.sendDetach(connection, name);

@@ -184,6 +184,8 @@ export interface ResumedAttachment {
   channel: string;
   /** Where it continues from (`null`: fresh). */
   position: Serial | null;
+  /** Whether presence is delivered on it (absent from older servers). */
+  presence?: boolean;
 }
 
 /** Frames the server sends on the WebSocket. */

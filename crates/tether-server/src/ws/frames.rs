@@ -451,6 +451,7 @@ impl Connection {
             .map(|(channel, start)| ResumedAttachment {
                 channel: channel.to_string(),
                 position: start.from,
+                presence: start.presence,
             })
             .collect();
         self.outbox.send(
