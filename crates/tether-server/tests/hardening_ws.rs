@@ -344,6 +344,31 @@ async fn unauthenticated_sockets_must_authenticate_in_time() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_authenticated_by_frame_can_be_resumed_while_live() {
+    let server = secured(|_| {}).await;
+    let url = server.ws_url();
+    let mut old = Ws::connect(&url).await;
+    let id = old.connected["connection_id"].clone();
+    let key = old.connected["resume_key"].clone();
+    let auth = json!({"type": "auth", "key": APP, "client_id": "hana"});
+    let reply = ask(&mut old, auth.clone()).await;
+    assert_eq!(reply["type"], "authorized", "{reply}");
+    // A second socket takes it over (a half-dead socket on a flaky network).
+    let mut new = Ws::connect(&url).await;
+    let reply = ask(&mut new, auth).await;
+    assert_eq!(reply["type"], "authorized", "{reply}");
+    let reply = ask(
+        &mut new,
+        json!({"type": "resume", "connection_id": id, "resume_key": key}),
+    )
+    .await;
+    assert_eq!(reply["type"], "resumed", "{reply}");
+    let (_, code) = until_closed(&mut old, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4010));
+    server.stop().await;
+}
+
 #[test]
 fn a_key_named_dash_is_refused() {
     let mut config = Config::default();
