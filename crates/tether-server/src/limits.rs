@@ -156,3 +156,39 @@ impl Drop for Slot {
         ConnectionSlots::release(&mut counts, self.key.as_deref());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(slots: &ConnectionSlots) -> (usize, usize, Option<usize>) {
+        let c = slots.counts.lock().unwrap_or_else(|p| p.into_inner());
+        (c.total, c.unauthenticated, c.per_key.get("k").copied())
+    }
+
+    #[test]
+    fn unauthenticated_slots_move_to_their_key_or_stay_put() {
+        let slots = Arc::new(ConnectionSlots::new(10, 1, 2));
+        let mut waiting = slots.acquire_unauthenticated().expect("room");
+        let _other = slots.acquire_unauthenticated().expect("room");
+        let full = slots.acquire_unauthenticated().err().map(|e| e.code);
+        assert_eq!(full, Some(ErrorCode::TooManyConnections.code()));
+        assert_eq!(counts(&slots), (2, 2, None));
+
+        waiting.charge("k").expect("the key has room");
+        assert_eq!(counts(&slots), (2, 1, Some(1)));
+        // Charging the same key again is free.
+        waiting.charge("k").expect("already charged");
+        assert_eq!(counts(&slots), (2, 1, Some(1)));
+
+        // A full key refuses, and nothing changes.
+        let mut late = slots.acquire_unauthenticated().expect("room again");
+        let refused = late.charge("k").err().map(|e| e.code);
+        assert_eq!(refused, Some(ErrorCode::TooManyConnections.code()));
+        assert_eq!(counts(&slots), (3, 2, Some(1)));
+
+        drop(waiting);
+        drop(late);
+        assert_eq!(counts(&slots), (1, 1, None));
+    }
+}

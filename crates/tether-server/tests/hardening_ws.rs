@@ -239,7 +239,7 @@ async fn presence_changes_are_rate_limited_per_connection() {
         }
     }
     assert!(
-        (2..=3).contains(&limited),
+        (1..=3).contains(&limited),
         "bursts of 5 at 1/s: {limited} refused"
     );
     assert!(alive(&mut ws).await, "the connection stays open");
@@ -326,17 +326,17 @@ async fn auth_frame_is_charged_to_the_keys_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_sockets_must_authenticate_in_time() {
-    let server = secured(|c| c.auth_timeout_ms = 300).await;
+    let server = secured(|c| c.auth_timeout_ms = 1_000).await;
     let url = server.ws_url();
     let mut silent = Ws::connect(&url).await;
     let mut prompt = Ws::connect(&url).await;
     let reply = ask(&mut prompt, json!({"type": "auth", "key": APP})).await;
     assert_eq!(reply["type"], "authorized", "{reply}");
     // The silent socket keeps answering pings automatically; still closed.
-    let (errors, code) = until_closed(&mut silent, Duration::from_secs(3)).await;
+    let (errors, code) = until_closed(&mut silent, Duration::from_secs(5)).await;
     assert_eq!(code, Some(4006), "close code 4006");
     assert!(errors.iter().any(|e| e["code"] == 40801), "{errors:?}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         alive(&mut prompt).await,
         "an authenticated socket has no deadline"
