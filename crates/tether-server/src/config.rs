@@ -261,7 +261,8 @@ impl Config {
         let reserved = crate::ws::UNAUTHENTICATED;
         if self.keys.contains_key(reserved) || self.public_keys.contains_key(reserved) {
             return Err(ConfigError::Inconsistent(format!(
-                "key {reserved:?}: this name is reserved for connections that have not                  authenticated yet; give the key another name"
+                "key {reserved:?}: this name is reserved for connections that have not \
+                 authenticated yet; give the key another name"
             )));
         }
         if self.presence_rate_per_sec == 0 || self.presence_burst == 0 {

@@ -380,7 +380,12 @@ fn a_key_named_dash_is_refused() {
         },
     );
     let err = config.validate().expect_err("a key named - is refused");
-    assert!(err.to_string().contains("\"-\""), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("key \"-\""), "{message}");
+    assert!(
+        message.contains("reserved for connections that have not authenticated yet"),
+        "{message}"
+    );
 }
 
 // ---- 3. capabilities that change ------------------------------------------
