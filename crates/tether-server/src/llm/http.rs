@@ -150,7 +150,7 @@ pub async fn start(
     });
     let receipt = app
         .engine
-        .submit(channel.clone(), create, &identity, false)
+        .submit(channel.clone(), create, &caller, &identity)
         .await?;
     let ack = receipt.await.map_err(store_error)?;
     let (cancel, _) = watch::channel(false);

@@ -24,7 +24,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
-use tether_core::rate::TokenBucket;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -163,8 +162,6 @@ struct Connection {
     presence: HashMap<ChannelName, Value>,
     dedupe: Arc<Mutex<Dedupe>>,
     acks: mpsc::Sender<Pending>,
-    /// Rate limit on mutations.
-    bucket: TokenBucket,
     /// Whether anything was attached, entered or submitted (a `resume` must
     /// come before that).
     used: bool,
@@ -207,11 +204,6 @@ impl Connection {
                 client_id,
                 connection_id: Some(connection_id.clone()),
             },
-            bucket: TokenBucket::new(
-                app.config.publish_rate_per_sec,
-                app.config.publish_burst,
-                now_ms(),
-            ),
             principal,
             outbox,
             connection_id,
