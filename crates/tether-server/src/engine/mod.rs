@@ -119,7 +119,8 @@ impl Engine {
     ) -> Result<Receipt, ErrorInfo> {
         let authorized = caller.authorize(&channel, &op)?;
         self.charge(caller, identity, 1)?;
-        self.enqueue(channel, op, caller, identity, authorized).await
+        self.enqueue(channel, op, caller, identity, authorized)
+            .await
     }
 
     /// Several operations on one channel, applied in order: every one is

@@ -245,7 +245,9 @@ impl Job {
         let channel: ChannelName = self.handle.channel.clone();
         // The job's own writes to the response it created (authorized
         // when the handler created it): server-internal.
-        self.engine.submit_internal(channel, op, &self.identity).await
+        self.engine
+            .submit_internal(channel, op, &self.identity)
+            .await
     }
 }
 
