@@ -88,9 +88,13 @@ impl Principal {
     pub fn credential_id(&self, connection_id: Option<&str>) -> String {
         match (self.kind, &self.client_id, connection_id) {
             (CredentialKind::Key, _, _) => format!("key:{}", self.key),
-            (CredentialKind::Token, client, _) => {
-                format!("token:{}:{}", self.key, client.as_deref().unwrap_or(""))
-            }
+            // The key's length keeps `a` + `b:c` apart from `a:b` + `c`.
+            (CredentialKind::Token, client, _) => format!(
+                "token:{}:{}:{}",
+                self.key.len(),
+                self.key,
+                client.as_deref().unwrap_or("")
+            ),
             (CredentialKind::Dev, Some(client), _) => format!("dev:client:{client}"),
             (CredentialKind::Dev, None, Some(connection)) => format!("dev:connection:{connection}"),
             (CredentialKind::Dev, None, None) => "dev".into(),
@@ -335,5 +339,66 @@ impl Authenticator {
             .get(name)
             .ok_or_else(|| ErrorInfo::new(ErrorCode::Unauthorized, "invalid API key"))?;
         token::mint(name, key, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(kind: CredentialKind, key: &str, client_id: Option<&str>) -> Principal {
+        Principal {
+            client_id: client_id.map(str::to_owned),
+            key: key.into(),
+            capabilities: Capabilities::all(),
+            ceiling: Capabilities::all(),
+            expires_at: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn credentials_for_limits() {
+        use CredentialKind::{Dev, Key, Token};
+        // A key is one party whatever client it acts for.
+        assert_eq!(
+            principal(Key, "app", Some("a")).credential_id(Some("c_1")),
+            principal(Key, "app", Some("b")).credential_id(None)
+        );
+        // Tokens of one key differ by client, and cannot alias each other.
+        assert_ne!(
+            principal(Token, "a", Some("b:c")).credential_id(None),
+            principal(Token, "a:b", Some("c")).credential_id(None)
+        );
+        assert_ne!(
+            principal(Token, "app", Some("u1")).credential_id(None),
+            principal(Key, "app", Some("u1")).credential_id(None)
+        );
+        // Dev: the client, else the connection, else one shared budget.
+        assert_eq!(
+            principal(Dev, "dev", Some("u1")).credential_id(Some("c_1")),
+            "dev:client:u1"
+        );
+        assert_eq!(
+            principal(Dev, "dev", None).credential_id(Some("c_1")),
+            "dev:connection:c_1"
+        );
+        assert_eq!(principal(Dev, "dev", None).credential_id(None), "dev");
+    }
+
+    #[test]
+    fn publishers_for_idempotency() {
+        use CredentialKind::{Key, Token};
+        // The same client is the same publisher through a key or a token.
+        assert_eq!(
+            principal(Key, "app", Some("u1")).publisher(),
+            principal(Token, "app", Some("u1")).publisher()
+        );
+        assert_eq!(principal(Key, "app", None).publisher(), "k:app");
+        // A client named like a key is still another publisher.
+        assert_ne!(
+            principal(Key, "app", None).publisher(),
+            principal(Key, "other", Some("app")).publisher()
+        );
     }
 }

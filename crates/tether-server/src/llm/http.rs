@@ -94,7 +94,10 @@ impl StartRequest {
                 ErrorCode::Forbidden,
                 format!(
                     "model {model:?} is not allowed on this server; allowed: {} (llm.model, llm.allowed_models)",
-                    config.allowed_model_names().join(", ")
+                    match config.allowed_model_names() {
+                        names if names.is_empty() => "none".to_owned(),
+                        names => names.join(", "),
+                    }
                 ),
             ));
         }

@@ -298,8 +298,10 @@ impl Connection {
                     "only publishes can be ephemeral",
                 )),
             };
-            let reply =
-                reply.unwrap_or_else(|err| protocol::error_frame(req, Some(&channel), &err));
+            let reply = reply.unwrap_or_else(|err| {
+                metrics::counter!("tether_client_errors_total").increment(1);
+                protocol::error_frame(req, Some(&channel), &err)
+            });
             return self.queue_reply(Pending::Ready(reply)).await;
         }
         let check = seq.map(|seq| match self.dedupe.lock() {
@@ -333,6 +335,8 @@ impl Connection {
                 outcome,
             },
             Err(err) => {
+                // Refused before the store: capability, convention or rate.
+                metrics::counter!("tether_client_errors_total").increment(1);
                 if let Some(outcome) = outcome {
                     outcome.send_replace(Some(Err(err.clone())));
                 }
