@@ -353,7 +353,7 @@ async fn cancel_needs_publish_and_a_user_may_cancel_the_agents_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_arrays_are_charged_their_length_and_refused_whole() {
     let server = secured(|c| {
-        c.publish_rate_per_sec = 20;
+        c.publish_rate_per_sec = 5;
         c.publish_burst = 40;
     })
     .await;
@@ -418,12 +418,13 @@ async fn connections_and_requests_of_one_credential_share_one_budget() {
         acks_second <= 4 + refill && limited >= 1,
         "the second connection of the key has only what is left: {acks_second} acks"
     );
-    // REST, acting for yet another client of the same key: same budget.
+    // REST, acting for yet another client of the same key: same budget
+    // (three at once: only seconds of refill could pay for them).
     let app = Api::app(&server).acting_as("third");
     let (status, body) = app
         .post(
             &format!("/channels/{CHANNEL}/messages"),
-            json!({"data": "x"}),
+            json!([{"data": 1}, {"data": 2}, {"data": 3}]),
         )
         .await;
     assert_eq!((status, code(&body)), (429, Some(42901)), "{body}");
@@ -435,6 +436,56 @@ async fn connections_and_requests_of_one_credential_share_one_budget() {
     let mut ws = Ws::connect(&format!("{}?token={token}", server.ws_url())).await;
     assert_eq!(
         ws.publish(CHANNEL, json!({"data": "mine too"})).await["type"],
+        "ack"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dev_mode_a_client_id_is_one_budget_and_anonymous_connections_have_their_own() {
+    let server = TestServer::start_with(|c| {
+        c.publish_rate_per_sec = 1;
+        c.publish_burst = 5;
+    })
+    .await;
+    let alice = format!("{}?client_id=alice", server.ws_url());
+    let mut first = Ws::connect(&alice).await;
+    let mut acks = 0;
+    while first.publish("room", json!({"data": acks})).await["type"] == "ack" {
+        acks += 1;
+        assert!(acks < 20, "the burst of 5 is never exhausted");
+    }
+    assert!(acks >= 5, "{acks}");
+    // A second connection of alice has nothing left: of three sent at
+    // once, at most a refill's worth pass.
+    let mut second = Ws::connect(&alice).await;
+    let mut reqs = Vec::new();
+    for i in 0..3 {
+        reqs.push(
+            second
+                .request(json!({"type": "publish", "channel": "room", "message": {"data": i}}))
+                .await,
+        );
+    }
+    let mut refused = 0;
+    for req in reqs {
+        if second.reply(req).await["code"] == 42901 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "alice's second connection shares her budget");
+    let (status, body) = Api::new(&server.base)
+        .acting_as("alice")
+        .post(
+            "/channels/room/messages",
+            json!([{"data": 1}, {"data": 2}, {"data": 3}]),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (429, Some(42901)), "{body}");
+    // Without a client id each connection is its own budget, as before.
+    let mut anonymous = server.ws().await;
+    assert_eq!(
+        anonymous.publish("room", json!({"data": "x"})).await["type"],
         "ack"
     );
     server.stop().await;
