@@ -160,6 +160,7 @@ pub fn cancel_serial(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -213,6 +214,56 @@ mod tests {
             denied.to_string(),
             "cancel messages need the publish capability to be published, renamed or changed"
         );
+    }
+
+    /// Folding enforces the rule against the target's current name, so a
+    /// message renamed by someone else in between cannot slip past.
+    #[test]
+    fn folding_checks_the_name_before_and_after() {
+        use crate::fold::{FoldError, FoldLimits, Stamp, apply};
+        use crate::message::{DeleteOp, NewMessage, Operation, UpdateOp};
+        let limits = FoldLimits {
+            max_message_bytes: 4096,
+            mutable: true,
+        };
+        let stamp = |seq, authority| Stamp {
+            serial: Serial::new(1, seq).unwrap(),
+            timestamp: seq,
+            client_id: Some("c"),
+            connection_id: None,
+            own_only: false,
+            authority,
+        };
+        let create = |name: &str| {
+            Operation::Create(NewMessage {
+                name: Some(name.into()),
+                ..NewMessage::default()
+            })
+        };
+        let claim = apply(None, create("handoff"), &stamp(1, Authority::ALL), &limits)
+            .unwrap()
+            .state;
+        let target = claim.serial;
+        let rename = Operation::Update {
+            target,
+            update: UpdateOp {
+                name: Some("chat".into()),
+                ..UpdateOp::default()
+            },
+        };
+        let err = apply(Some(&claim), rename.clone(), &stamp(2, USER), &limits).unwrap_err();
+        assert!(matches!(
+            err,
+            FoldError::Convention(Denied { name: HANDOFF, .. })
+        ));
+        assert_eq!(err.code(), crate::ErrorCode::Forbidden);
+        let delete = Operation::Delete {
+            target,
+            delete: DeleteOp::default(),
+        };
+        assert!(apply(Some(&claim), delete, &stamp(2, USER), &limits).is_err());
+        assert!(apply(None, create("handoff"), &stamp(1, USER), &limits).is_err());
+        assert!(apply(Some(&claim), rename, &stamp(2, Authority::ALL), &limits).is_ok());
     }
 
     #[test]
