@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         client_id: Some("fuzz"),
         connection_id: None,
         own_only: false,
+        authority: tether_core::conventions::Authority::ALL,
     };
     let limits = FoldLimits {
         max_message_bytes: 4096,

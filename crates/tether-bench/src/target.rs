@@ -21,7 +21,7 @@ pub struct TetherSpec {
 }
 
 /// Server settings the bench changes from the defaults, and why: the
-/// per-connection rate limit (500/s) and the connection caps (10,000) are
+/// per-credential rate limit (500/s) and the connection caps (10,000) are
 /// abuse limits, not capacity limits, and would cap the load otherwise.
 pub const TETHER_BENCH_ENV: &[(&str, &str)] = &[
     ("TETHER_PUBLISH_RATE_PER_SEC", "100000000"),

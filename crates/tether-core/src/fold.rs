@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::conventions::{Authority, Denied};
 use crate::error::ErrorCode;
 use crate::message::{Action, Message, Operation, Version, message_size, valid_message_id};
 use crate::serial::Serial;
@@ -42,6 +43,10 @@ pub struct Stamp<'a> {
     /// (its capability is `message-*-own`, not `-any`). Checked here, in the
     /// same step as the write, so ownership cannot change in between.
     pub own_only: bool,
+    /// The caller's rights for the message conventions (`handoff`,
+    /// `cancel`): checked here against the target's current name, in the
+    /// same step as the write, so a rename cannot slip in between.
+    pub authority: Authority,
 }
 
 /// Why an operation was refused. Nothing is written when this happens.
@@ -84,6 +89,10 @@ pub enum FoldError {
     /// The caller may only change its own messages, and this is not one.
     #[error("message {0} was created by another client; you may only change your own")]
     NotOwner(Serial),
+    /// A convention message (`handoff`, `cancel`) created, renamed or
+    /// changed without the right it needs.
+    #[error(transparent)]
+    Convention(#[from] Denied),
 }
 
 impl FoldError {
@@ -98,7 +107,7 @@ impl FoldError {
             FoldError::InvalidId => ErrorCode::InvalidMessageId,
             FoldError::AlreadyExists(_) => ErrorCode::Internal,
             FoldError::ExtrasNotObject => ErrorCode::BadRequest,
-            FoldError::NotOwner(_) => ErrorCode::Forbidden,
+            FoldError::NotOwner(_) | FoldError::Convention(_) => ErrorCode::Forbidden,
             FoldError::StreamEnded(..) => ErrorCode::StreamEnded,
         }
     }
@@ -146,6 +155,20 @@ pub fn apply(
             Some(_) => {}
         }
     }
+    let (before, after) = match (&op, current) {
+        (Operation::Create(new), _) => (None, new.name.as_deref()),
+        (Operation::Append { append, .. }, Some(m)) => {
+            let before = m.name.as_deref();
+            (before, append.name.as_deref().or(before))
+        }
+        (Operation::Update { update, .. }, Some(m)) => {
+            let before = m.name.as_deref();
+            (before, update.name.as_deref().or(before))
+        }
+        (Operation::Delete { .. }, Some(m)) => (m.name.as_deref(), m.name.as_deref()),
+        _ => (None, None),
+    };
+    crate::conventions::check(before, after, stamp.authority)?;
     let check_size = |m: &Message| {
         let size = message_size(m.name.as_deref(), &m.data, m.extras.as_ref());
         if size > limits.max_message_bytes {

@@ -90,6 +90,7 @@ fn run(steps: &[Step]) -> (BTreeMap<Serial, Message>, Vec<Message>) {
             client_id: Some("c"),
             connection_id: None,
             own_only: false,
+            authority: tether_core::conventions::Authority::ALL,
         };
         let target = op.target();
         let current = target.and_then(|t| states.get(&t));
@@ -207,6 +208,7 @@ fn rejections() {
         client_id: None,
         connection_id: None,
         own_only: false,
+        authority: tether_core::conventions::Authority::ALL,
     };
     let append = Operation::Append {
         target: deleted.serial,

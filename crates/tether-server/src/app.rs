@@ -133,6 +133,7 @@ impl Server {
             presence,
             Arc::new(config.namespaces()),
             config.rewind_on_lost,
+            crate::engine::RateLimits::new(config.publish_rate_per_sec, config.publish_burst),
         );
         let sessions = Arc::new(Sessions::new(config.resume_ttl(), config.presence_grace()));
         let llm = Arc::new(crate::llm::Jobs::new(&config.llm));

@@ -279,9 +279,11 @@ pub struct AnnouncedLimits {
     pub max_message_bytes: usize,
     /// Most attached channels.
     pub max_channels: usize,
-    /// Sustained mutations per second this connection may send.
+    /// Sustained mutations per second this connection's credential may
+    /// send, over all its connections and REST requests together (one
+    /// budget per credential, see `engine::rate`).
     pub publish_rate_per_sec: u32,
-    /// Largest burst of mutations.
+    /// Largest burst of mutations, shared the same way.
     pub publish_burst: u32,
 }
 

@@ -356,7 +356,8 @@ async fn usage_comes_from_upstream_or_is_counted() {
 
 #[tokio::test]
 async fn requests_choose_model_name_and_extras_but_not_the_status() {
-    let setup = Setup::start(0.0, |_| {}).await;
+    // Naming a model other than llm.model needs the operator's consent.
+    let setup = Setup::start(0.0, |c| c.llm.allowed_models = vec!["other-model".into()]).await;
     let http = setup.http();
     let mut body = ask("[[tokens:1]]");
     body["model"] = json!("other-model");

@@ -34,6 +34,8 @@ fn sub(channel: &ChannelName, op: Operation) -> Submission {
         client_id: None,
         connection_id: None,
         own_only: false,
+        authority: tether_core::conventions::Authority::ALL,
+        publisher: "bench".into(),
     }
 }
 

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tether_core::conventions::Authority;
 use tether_core::{
     ChannelName, ContinuityLost, ErrorCode, FoldError, LogBounds, Message, Operation, Serial,
 };
@@ -46,6 +47,15 @@ pub struct Submission {
     /// The caller may only append to, update or delete messages it created
     /// (checked by the writer, atomically with the write).
     pub own_only: bool,
+    /// The caller's rights for the message conventions (`handoff`,
+    /// `cancel`), checked by the writer against the target's current name
+    /// (see [`tether_core::conventions::check`]).
+    pub authority: Authority,
+    /// Whose idempotency ids these are. A client-supplied message id only
+    /// suppresses a repeat from the same publisher, so one client cannot
+    /// swallow another's message by guessing its id. The server passes the
+    /// caller's `client_id`, or its key name when it acts as no client.
+    pub publisher: String,
 }
 
 /// The acknowledgement of an applied operation.

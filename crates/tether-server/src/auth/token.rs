@@ -174,5 +174,6 @@ pub fn verify(
         capabilities: claims.capabilities,
         ceiling,
         expires_at: Some(claims.exp),
+        kind: super::CredentialKind::Token,
     })
 }

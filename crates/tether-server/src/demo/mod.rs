@@ -153,6 +153,10 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> ExitCode
     } else {
         None
     };
+    // The chat agent starts every conversation's jobs with the one demo
+    // key, so it is one credential serving every visitor: let it use every
+    // slot rather than `max_jobs_per_credential`.
+    config.llm.max_jobs_per_credential = config.llm.max_concurrent_jobs;
     let Some(key) = config.keys.get(&key_name).cloned() else {
         eprintln!("tether: the demo key is missing");
         return ExitCode::FAILURE;

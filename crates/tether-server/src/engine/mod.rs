@@ -1,7 +1,12 @@
 //! The engine: the one place the front doors go through to change or read a
-//! channel. It validates nothing the core does not (folding rules live in
-//! `tether-core` and run in the store's writer); it wires the store to the
-//! broker and builds subscriptions.
+//! channel. Every operation that creates or changes a message passes
+//! [`Engine::submit`] (or [`Engine::submit_all`], [`Engine::publish_ephemeral`]),
+//! which authorizes it against the caller's credential
+//! ([`Principal::authorize`]: capability, own-only scope, the message
+//! conventions) and charges the caller's per-credential rate limit
+//! ([`RateLimits`]) itself, so no front door can forget either. Folding
+//! rules live in `tether-core` and run in the store's writer. The engine
+//! also wires the store to the broker and builds subscriptions.
 
 use std::sync::Arc;
 
@@ -14,14 +19,17 @@ use tether_core::{
 };
 use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission};
 
+use crate::auth::Principal;
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
 
 pub mod feed;
+pub mod rate;
 pub mod rollup;
 pub mod subscription;
 
 pub use feed::Feed;
+pub use rate::RateLimits;
 pub use subscription::{Continuity, Delivery, Start, Subscription};
 
 /// Who is performing an operation, as the server established it.
@@ -43,6 +51,8 @@ pub struct Engine {
     /// Current-state messages sent after a continuity loss when the client
     /// asked for none.
     rewind_on_lost: usize,
+    /// Mutation budgets per credential, for every front door.
+    rates: Arc<RateLimits>,
 }
 
 impl Engine {
@@ -53,6 +63,7 @@ impl Engine {
         presence: Arc<Presence>,
         namespaces: Arc<Namespaces>,
         rewind_on_lost: usize,
+        rates: RateLimits,
     ) -> Engine {
         Engine {
             store,
@@ -60,7 +71,13 @@ impl Engine {
             presence,
             namespaces,
             rewind_on_lost,
+            rates: Arc::new(rates),
         }
+    }
+
+    /// The per-credential rate limits (for metrics and tests).
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rates
     }
 
     /// Presence of every channel.
@@ -89,15 +106,83 @@ impl Engine {
         &self.broker
     }
 
-    /// Queues an operation; await the receipt for the acknowledgement.
-    /// Calls from one task are applied in call order. `own_only` restricts
-    /// a mutation to messages `identity` created (checked by the writer).
+    /// Authorizes `op` for `caller` (see [`Principal::authorize`]), charges
+    /// one operation to its rate limit, and queues it stamped with
+    /// `identity`; await the receipt for the acknowledgement. Calls from one
+    /// task are applied in call order.
     pub async fn submit(
         &self,
         channel: ChannelName,
         op: Operation,
+        caller: &Principal,
         identity: &Identity,
-        own_only: bool,
+    ) -> Result<Receipt, ErrorInfo> {
+        let authorized = caller.authorize(&channel, &op)?;
+        self.charge(caller, identity, 1)?;
+        self.enqueue(channel, op, caller, identity, authorized)
+            .await
+    }
+
+    /// Several operations on one channel, applied in order: every one is
+    /// authorized and the whole array is charged to the rate limit before
+    /// any is queued, so a refusal (`40300`, or `42901` when the budget
+    /// does not hold them all) stores nothing. Each queued operation still
+    /// gets its own receipt (the store may refuse one and apply the next).
+    pub async fn submit_all(
+        &self,
+        channel: ChannelName,
+        ops: Vec<Operation>,
+        caller: &Principal,
+        identity: &Identity,
+    ) -> Result<Vec<Result<Receipt, ErrorInfo>>, ErrorInfo> {
+        let authorized = ops
+            .iter()
+            .map(|op| caller.authorize(&channel, op))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.charge(caller, identity, ops.len())?;
+        let mut receipts = Vec::with_capacity(ops.len());
+        for (op, authorized) in ops.into_iter().zip(authorized) {
+            receipts.push(
+                self.enqueue(channel.clone(), op, caller, identity, authorized)
+                    .await,
+            );
+        }
+        Ok(receipts)
+    }
+
+    /// The server's own writes to a message it started for a caller (the
+    /// LLM bridge streaming into its response): not a client's request, so
+    /// not authorized or rate-limited again. Never use it for anything a
+    /// client sent.
+    pub(crate) async fn submit_internal(
+        &self,
+        channel: ChannelName,
+        op: Operation,
+        identity: &Identity,
+    ) -> Result<Receipt, ErrorInfo> {
+        metrics::counter!("tether_operations_received_total").increment(1);
+        self.store
+            .submit(internal_submission(channel, op, identity))
+            .await
+            .map_err(store_error)
+    }
+
+    /// Charges `n` operations to the caller's per-credential budget.
+    fn charge(&self, caller: &Principal, identity: &Identity, n: usize) -> Result<(), ErrorInfo> {
+        let credential = caller.credential_id(identity.connection_id.as_deref());
+        self.rates.take(&credential, n, now_ms()).inspect_err(|_| {
+            metrics::counter!("tether_rate_limited_total").increment(1);
+        })
+    }
+
+    /// Queues an authorized operation.
+    async fn enqueue(
+        &self,
+        channel: ChannelName,
+        op: Operation,
+        caller: &Principal,
+        identity: &Identity,
+        authorized: crate::auth::Authorized,
     ) -> Result<Receipt, ErrorInfo> {
         metrics::counter!("tether_operations_received_total").increment(1);
         let cancel_target = cancel_target(&op);
@@ -108,7 +193,9 @@ impl Engine {
                 op,
                 client_id: identity.client_id.clone(),
                 connection_id: identity.connection_id.clone(),
-                own_only,
+                own_only: authorized.own_only,
+                authority: authorized.authority,
+                publisher: caller.publisher(),
             })
             .await
             .map_err(store_error)?;
@@ -141,13 +228,7 @@ impl Engine {
                 ..UpdateOp::default()
             },
         };
-        let submission = Submission {
-            channel,
-            op,
-            client_id: identity.client_id.clone(),
-            connection_id: identity.connection_id.clone(),
-            own_only: false,
-        };
+        let submission = internal_submission(channel, op, identity);
         if let Ok(receipt) = self.store.submit(submission).await {
             tokio::spawn(async move {
                 if let Err(err) = receipt.await {
@@ -157,15 +238,19 @@ impl Engine {
         }
     }
 
-    /// Delivers a message live to current subscribers without storing it.
+    /// Delivers a message live to current subscribers without storing it,
+    /// after the same authorization and rate limit as a stored publish.
     /// Returns the id it was sent with.
     pub fn publish_ephemeral(
         &self,
         channel: &ChannelName,
         message: NewMessage,
+        caller: &Principal,
         identity: &Identity,
         now_ms: u64,
     ) -> Result<String, ErrorInfo> {
+        caller.authorize_publish(channel, &message)?;
+        self.charge(caller, identity, 1)?;
         let limit = self.namespaces.for_channel(channel).max_message_bytes;
         let size = message_size(
             message.name.as_deref(),
@@ -266,6 +351,26 @@ impl Engine {
     pub(crate) fn rewind_on_lost(&self) -> usize {
         self.rewind_on_lost
     }
+}
+
+/// A server-internal write: every convention right, no ownership limit,
+/// idempotency ids (if any) scoped by the identity it is stamped with.
+fn internal_submission(channel: ChannelName, op: Operation, identity: &Identity) -> Submission {
+    Submission {
+        channel,
+        op,
+        client_id: identity.client_id.clone(),
+        connection_id: identity.connection_id.clone(),
+        own_only: false,
+        authority: tether_core::conventions::Authority::ALL,
+        publisher: format!("c:{}", identity.client_id.as_deref().unwrap_or("")),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The response a `cancel` message targets, if `op` is one.

@@ -52,28 +52,19 @@ pub async fn publish(
     body: Result<Json<PublishBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let channel = protocol::channel(&channel)?;
-    caller.require(&channel, Cap::Publish)?;
-    let identity = identity(&caller);
     match body?.0 {
         PublishBody::One(message) => {
             let ack = apply(&app, &caller, channel, Operation::Create(message)).await?;
             Ok((StatusCode::CREATED, Json(ack)).into_response())
         }
         PublishBody::Many(messages) => {
-            // Submit all first (applied in order, one batch), then await.
-            let mut receipts = Vec::with_capacity(messages.len());
-            for message in messages {
-                receipts.push(
-                    app.engine
-                        .submit(
-                            channel.clone(),
-                            Operation::Create(message),
-                            &identity,
-                            false,
-                        )
-                        .await,
-                );
-            }
+            // Authorized and charged whole, submitted in order (one batch),
+            // then awaited.
+            let ops = messages.into_iter().map(Operation::Create).collect();
+            let receipts = app
+                .engine
+                .submit_all(channel, ops, &caller, &identity(&caller))
+                .await?;
             let mut results = Vec::with_capacity(receipts.len());
             for receipt in receipts {
                 let outcome = match receipt {
@@ -255,17 +246,17 @@ fn identity(caller: &Principal) -> Identity {
     }
 }
 
-/// Checks the capability, submits, and waits for the durable acknowledgement.
+/// Submits (the engine authorizes and rate-limits) and waits for the
+/// durable acknowledgement.
 async fn apply(
     app: &App,
     caller: &Principal,
     channel: ChannelName,
     op: Operation,
 ) -> Result<AckBody, ErrorInfo> {
-    let own_only = caller.authorize(&channel, &op)?;
     let receipt = app
         .engine
-        .submit(channel, op, &identity(caller), own_only)
+        .submit(channel, op, caller, &identity(caller))
         .await?;
     receipt.await.map(AckBody::from).map_err(store_error)
 }

@@ -243,7 +243,11 @@ impl Job {
 
     async fn submit(&self, op: Operation) -> Result<Receipt, ErrorInfo> {
         let channel: ChannelName = self.handle.channel.clone();
-        self.engine.submit(channel, op, &self.identity, false).await
+        // The job's own writes to the response it created (authorized
+        // when the handler created it): server-internal.
+        self.engine
+            .submit_internal(channel, op, &self.identity)
+            .await
     }
 }
 

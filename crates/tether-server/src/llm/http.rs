@@ -87,6 +87,20 @@ impl StartRequest {
         if model.len() > MAX_MODEL_LEN {
             return Err(invalid("model names are at most 200 characters"));
         }
+        if !config.model_allowed(&model) {
+            // Every job spends the upstream account's money; which models
+            // it may spend it on is the operator's decision, not a caller's.
+            return Err(ErrorInfo::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "model {model:?} is not allowed on this server; allowed: {} (llm.model, llm.allowed_models)",
+                    match config.allowed_model_names() {
+                        names if names.is_empty() => "none".to_owned(),
+                        names => names.join(", "),
+                    }
+                ),
+            ));
+        }
         Ok(ChatRequest {
             model,
             messages: self.messages.clone(),
@@ -131,7 +145,7 @@ pub async fn start(
         .llm
         .upstream(config, url)
         .map_err(|err| ErrorInfo::new(ErrorCode::Internal, err.to_string()))?;
-    let permit = app.llm.reserve()?;
+    let permit = app.llm.reserve(&caller.credential_id(None))?;
     let id = new_job_id();
     let identity = Identity {
         client_id: Some(
@@ -150,7 +164,7 @@ pub async fn start(
     });
     let receipt = app
         .engine
-        .submit(channel.clone(), create, &identity, false)
+        .submit(channel.clone(), create, &caller, &identity)
         .await?;
     let ack = receipt.await.map_err(store_error)?;
     let (cancel, _) = watch::channel(false);

@@ -20,6 +20,11 @@ pub struct Jobs {
     /// that task ends, even by a panic.
     slots: Arc<Semaphore>,
     max: usize,
+    /// Jobs running per credential (see
+    /// [`crate::auth::Principal::credential_id`]); entries at zero are
+    /// removed, so this holds only credentials with a running job.
+    per_credential: Mutex<HashMap<String, usize>>,
+    max_per_credential: usize,
     /// A std mutex: held only to insert, remove or copy entries, never
     /// across an await.
     running: Mutex<HashMap<String, Arc<JobHandle>>>,
@@ -66,6 +71,20 @@ pub struct JobInfo {
     pub tokens: u64,
 }
 
+/// A reserved job slot, global and per credential; both are given back
+/// when it is dropped (the job's task holds it), however the task ends.
+pub struct Reservation {
+    _slot: OwnedSemaphorePermit,
+    jobs: Arc<Jobs>,
+    credential: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.jobs.release_credential(&self.credential);
+    }
+}
+
 /// Removes a job from the registry when dropped (the job's task holds it).
 pub struct Registration {
     jobs: Arc<Jobs>,
@@ -91,22 +110,67 @@ impl Jobs {
         Jobs {
             slots: Arc::new(Semaphore::new(config.max_concurrent_jobs)),
             max: config.max_concurrent_jobs,
+            per_credential: Mutex::new(HashMap::new()),
+            max_per_credential: config.max_jobs_per_credential,
             running: Mutex::new(HashMap::new()),
             client,
         }
     }
 
-    /// A slot for a new job, or `42901` when all are taken.
-    pub fn reserve(&self) -> Result<OwnedSemaphorePermit, ErrorInfo> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
-            ErrorInfo::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "{} LLM jobs are running, the most this server allows (llm.max_concurrent_jobs); retry when one ends",
-                    self.max
-                ),
-            )
-        })
+    /// A slot for a new job of `credential`: `42906` when that credential
+    /// already runs `llm.max_jobs_per_credential` jobs (so one caller cannot
+    /// take every slot), `42901` when the server runs all it allows.
+    pub fn reserve(self: &Arc<Jobs>, credential: &str) -> Result<Reservation, ErrorInfo> {
+        {
+            let mut counts = self
+                .per_credential
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let running = counts.entry(credential.to_owned()).or_insert(0);
+            if *running >= self.max_per_credential {
+                let running = *running;
+                if running == 0 {
+                    counts.remove(credential);
+                }
+                return Err(ErrorInfo::new(
+                    ErrorCode::TooManyJobs,
+                    format!(
+                        "your credential runs {running} LLM jobs, the most one may run at once (llm.max_jobs_per_credential); retry when one ends"
+                    ),
+                ));
+            }
+            *running += 1;
+        }
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(Reservation {
+                _slot: slot,
+                jobs: self.clone(),
+                credential: credential.to_owned(),
+            }),
+            Err(_) => {
+                self.release_credential(credential);
+                Err(ErrorInfo::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} LLM jobs are running, the most this server allows (llm.max_concurrent_jobs); retry when one ends",
+                        self.max
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn release_credential(&self, credential: &str) {
+        let mut counts = self
+            .per_credential
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = counts.get_mut(credential) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                counts.remove(credential);
+            }
+        }
     }
 
     /// The upstream at `url` with the configured key and timeouts.

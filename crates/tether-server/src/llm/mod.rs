@@ -109,6 +109,24 @@ impl LlmConfig {
         })
     }
 
+    /// Whether a request may name `model`: one of `allowed_models`, or
+    /// the configured `model` (always allowed: the operator chose it).
+    pub fn model_allowed(&self, model: &str) -> bool {
+        self.model.as_deref() == Some(model) || self.allowed_models.iter().any(|m| m == model)
+    }
+
+    /// The models a request may name, for error messages.
+    pub fn allowed_model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.model.iter().cloned().collect();
+        names.extend(
+            self.allowed_models
+                .iter()
+                .filter(|m| self.model.as_ref() != Some(*m))
+                .cloned(),
+        );
+        names
+    }
+
     /// See [`LlmConfig::max_duration_secs`].
     pub fn max_duration(&self) -> Duration {
         Duration::from_secs(self.max_duration_secs)

@@ -267,8 +267,8 @@ impl Connection {
             op,
             ephemeral,
         } = mutation;
-        let (name, own_only) = match self.authorize(principal, &channel, &op) {
-            Ok(authorized) => authorized,
+        let name = match protocol::channel(&channel) {
+            Ok(name) => name,
             Err(err) => {
                 metrics::counter!("tether_client_errors_total").increment(1);
                 let reply = protocol::error_frame(req, Some(&channel), &err);
@@ -280,15 +280,17 @@ impl Connection {
                 Operation::Create(message) => self
                     .app
                     .engine
-                    .publish_ephemeral(&name, message, &self.identity, now_ms())
+                    .publish_ephemeral(&name, message, principal, &self.identity, now_ms())
                     .map(|_| ServerFrame::Ok { req }.encode()),
                 _ => Err(ErrorInfo::new(
                     ErrorCode::BadRequest,
                     "only publishes can be ephemeral",
                 )),
             };
-            let reply =
-                reply.unwrap_or_else(|err| protocol::error_frame(req, Some(&channel), &err));
+            let reply = reply.unwrap_or_else(|err| {
+                metrics::counter!("tether_client_errors_total").increment(1);
+                protocol::error_frame(req, Some(&channel), &err)
+            });
             return self.queue_reply(Pending::Ready(reply)).await;
         }
         let check = seq.map(|seq| match self.dedupe.lock() {
@@ -313,7 +315,7 @@ impl Connection {
         let pending = match self
             .app
             .engine
-            .submit(name, op, &self.identity, own_only)
+            .submit(name, op, principal, &self.identity)
             .await
         {
             Ok(receipt) => Pending::Receipt {
@@ -322,6 +324,8 @@ impl Connection {
                 outcome,
             },
             Err(err) => {
+                // Refused before the store: capability, convention or rate.
+                metrics::counter!("tether_client_errors_total").increment(1);
                 if let Some(outcome) = outcome {
                     outcome.send_replace(Some(Err(err.clone())));
                 }
@@ -329,29 +333,6 @@ impl Connection {
             }
         };
         self.queue_reply(pending).await;
-    }
-
-    /// Validates the channel, the capability and the rate limit of a
-    /// mutation; returns the channel and whether only the caller's own
-    /// messages may be changed.
-    fn authorize(
-        &mut self,
-        principal: &Principal,
-        channel: &str,
-        op: &Operation,
-    ) -> Result<(ChannelName, bool), ErrorInfo> {
-        let name = protocol::channel(channel)?;
-        let own_only = principal.authorize(&name, op)?;
-        if !self.bucket.try_take(now_ms()) {
-            return Err(ErrorInfo::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} operations per second (bursts of {}); slow down",
-                    self.app.config.publish_rate_per_sec, self.app.config.publish_burst
-                ),
-            ));
-        }
-        Ok((name, own_only))
     }
 
     /// Enter, update or leave presence on a channel.

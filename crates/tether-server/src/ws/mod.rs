@@ -191,8 +191,6 @@ struct Connection {
     presence: HashMap<ChannelName, Value>,
     dedupe: Arc<Mutex<Dedupe>>,
     acks: mpsc::Sender<Pending>,
-    /// Rate limit on mutations.
-    bucket: TokenBucket,
     /// Rate limit on presence changes (enter, update, leave).
     presence_bucket: TokenBucket,
     /// When a connection still without a credential is closed (`40801`).
@@ -240,11 +238,6 @@ impl Connection {
                 client_id,
                 connection_id: Some(connection_id.clone()),
             },
-            bucket: TokenBucket::new(
-                app.config.publish_rate_per_sec,
-                app.config.publish_burst,
-                now_ms(),
-            ),
             presence_bucket: TokenBucket::new(
                 app.config.presence_rate_per_sec,
                 app.config.presence_burst,

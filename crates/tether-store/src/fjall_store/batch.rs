@@ -31,8 +31,9 @@ struct Staged {
     /// written (only those are stored, once each, whatever the number of
     /// appends).
     states: HashMap<StateKey, (Message, bool)>,
-    /// Ids published in this group, for duplicates within it.
-    ids: HashMap<(ChannelName, String), IdRecord>,
+    /// Ids published in this group (by their `ids` key: channel, id,
+    /// publisher), for duplicates within it.
+    ids: HashMap<Vec<u8>, IdRecord>,
     events: Vec<Arc<Committed>>,
     replies: Vec<(Reply, Result<Ack, StoreError>)>,
 }
@@ -126,6 +127,8 @@ impl Writer {
             client_id,
             connection_id,
             own_only,
+            authority,
+            publisher,
         } = sub;
         let settings = self.namespaces.for_channel(&channel).clone();
         let mut meta = match st.metas.get(&channel) {
@@ -134,13 +137,13 @@ impl Writer {
                 .load_meta(&channel)?
                 .unwrap_or_else(|| ChannelMeta::new(now)),
         };
-        let idempotency_id = match &op {
-            Operation::Create(new) => new.id.clone(),
+        let idempotency_key = match &op {
+            Operation::Create(new) => new.id.as_deref().map(|id| id_key(&channel, id, &publisher)),
             _ => None,
         };
-        if let Some(id) = &idempotency_id {
+        if let Some(key) = &idempotency_key {
             let window_ms = settings.idempotency_window_secs.saturating_mul(1000);
-            if let Some(original) = self.seen_id(st, &channel, id, now, window_ms)? {
+            if let Some(original) = self.seen_id(st, key, now, window_ms)? {
                 return Ok(Ack {
                     serial: original,
                     version_serial: original,
@@ -169,6 +172,7 @@ impl Writer {
             client_id: client_id.as_deref(),
             connection_id: connection_id.as_deref(),
             own_only,
+            authority,
         };
         let applied = apply(current, op, &stamp, &settings.fold_limits())?;
         let message_seq = applied.state.serial.seq();
@@ -180,7 +184,7 @@ impl Writer {
             Action::Create | Action::Update | Action::Delete => Some(encode(&applied.state)?),
         };
         let id_record = IdRecord { serial, timestamp };
-        let id_bytes = idempotency_id
+        let id_bytes = idempotency_key
             .as_ref()
             .map(|_| encode(&id_record))
             .transpose()?;
@@ -202,14 +206,11 @@ impl Writer {
             );
             meta.messages = meta.messages.saturating_add(1);
         }
-        if let (Some(id), Some(bytes)) = (idempotency_id, id_bytes) {
-            st.batch.insert(&self.h.ids, id_key(&channel, &id), bytes);
-            st.batch.insert(
-                &self.h.id_times,
-                id_time_key(timestamp, &channel, &id),
-                Vec::new(),
-            );
-            st.ids.insert((channel.clone(), id), id_record);
+        if let (Some(key), Some(bytes)) = (idempotency_key, id_bytes) {
+            st.batch.insert(&self.h.ids, key.clone(), bytes);
+            st.batch
+                .insert(&self.h.id_times, id_time_key(timestamp, &key), Vec::new());
+            st.ids.insert(key, id_record);
         }
         meta.last_seq = seq;
         meta.last_ts = timestamp;
@@ -256,22 +257,22 @@ impl Writer {
         Ok(())
     }
 
-    /// The serial first published with `id` on `channel`, if that was within
-    /// the idempotency window (in this group or a committed one).
+    /// The serial first published under idempotency key `key` (channel,
+    /// id, publisher), if that was within the idempotency window (in this
+    /// group or a committed one).
     fn seen_id(
         &self,
         st: &Staged,
-        channel: &ChannelName,
-        id: &str,
+        key: &[u8],
         now: u64,
         window_ms: u64,
     ) -> Result<Option<Serial>, StoreError> {
-        let record = match st.ids.get(&(channel.clone(), id.to_owned())) {
+        let record = match st.ids.get(key) {
             Some(record) => Some(*record),
             None => self
                 .h
                 .ids
-                .get(id_key(channel, id))
+                .get(key)
                 .map_err(storage)?
                 .map(|bytes| decode::<IdRecord>("idempotency record", &bytes))
                 .transpose()?,

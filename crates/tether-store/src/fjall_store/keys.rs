@@ -37,18 +37,27 @@ pub(crate) fn version_key(channel: &ChannelName, message_seq: u64, version_seq: 
     key
 }
 
-/// `channel 0x00 id`: the idempotency record of a client-supplied message id.
-pub(crate) fn id_key(channel: &ChannelName, id: &str) -> Vec<u8> {
+/// `channel 0x00 id 0x00 publisher`: the idempotency record of a
+/// client-supplied message id, scoped by who published it.
+///
+/// Ids are printable ASCII (never `0x00`), so the second separator is
+/// unambiguous whatever bytes the publisher holds, and a key written before
+/// ids were scoped (`channel 0x00 id`, no second separator) can never equal
+/// a scoped one: such records simply stop matching and expire as before.
+pub(crate) fn id_key(channel: &ChannelName, id: &str, publisher: &str) -> Vec<u8> {
     let mut key = channel_prefix(channel);
     key.extend_from_slice(id.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(publisher.as_bytes());
     key
 }
 
-/// `timestamp channel 0x00 id`: the same id indexed by the time it was
-/// recorded, so expiry scans only the oldest ids instead of all of them.
-pub(crate) fn id_time_key(timestamp: u64, channel: &ChannelName, id: &str) -> Vec<u8> {
+/// `timestamp` followed by the [`id_key`]: the same id indexed by the time
+/// it was recorded, so expiry scans only the oldest ids instead of all of
+/// them.
+pub(crate) fn id_time_key(timestamp: u64, id_key: &[u8]) -> Vec<u8> {
     let mut key = timestamp.to_be_bytes().to_vec();
-    key.extend_from_slice(&id_key(channel, id));
+    key.extend_from_slice(id_key);
     key
 }
 
@@ -66,8 +75,9 @@ pub(crate) fn trailing_seq(key: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
-/// Splits an [`id_time_key`] into its timestamp, channel and id.
-pub(crate) fn split_id_time_key(key: &[u8]) -> Result<(u64, ChannelName, String), StoreError> {
+/// Splits an [`id_time_key`] into its timestamp, channel and the
+/// [`id_key`] it indexes (old unscoped entries included).
+pub(crate) fn split_id_time_key(key: &[u8]) -> Result<(u64, ChannelName, Vec<u8>), StoreError> {
     let corrupt = |detail: &str| StoreError::Corrupt {
         what: "idempotency index key",
         detail: detail.to_owned(),
@@ -80,15 +90,12 @@ pub(crate) fn split_id_time_key(key: &[u8]) -> Result<(u64, ChannelName, String)
         .iter()
         .position(|&b| b == SEP)
         .ok_or_else(|| corrupt("no separator"))?;
-    let (channel, id) = rest.split_at(sep);
+    let channel = rest.get(..sep).unwrap_or_default();
     let channel = std::str::from_utf8(channel)
         .ok()
         .and_then(|c| ChannelName::new(c).ok())
         .ok_or_else(|| corrupt("bad channel name"))?;
-    let id = std::str::from_utf8(id.get(1..).unwrap_or_default())
-        .map_err(|_| corrupt("bad id"))?
-        .to_owned();
-    Ok((u64::from_be_bytes(ts), channel, id))
+    Ok((u64::from_be_bytes(ts), channel, rest.to_vec()))
 }
 
 /// The channel a metadata key names (metadata keys are the bare name).
@@ -126,10 +133,31 @@ mod tests {
 
     #[test]
     fn id_time_key_round_trips() {
-        let key = id_time_key(42, &ch("x:y"), "msg-1");
-        let (ts, c, id) = split_id_time_key(&key).unwrap();
-        assert_eq!((ts, c.as_str(), id.as_str()), (42, "x:y", "msg-1"));
-        assert!(id_time_key(1, &ch("z"), "a") < id_time_key(2, &ch("a"), "a"));
+        let key = id_time_key(42, &id_key(&ch("x:y"), "msg-1", "c:user\0x"));
+        let (ts, c, id_key_bytes) = split_id_time_key(&key).unwrap();
+        assert_eq!((ts, c.as_str()), (42, "x:y"));
+        assert_eq!(id_key_bytes, id_key(&ch("x:y"), "msg-1", "c:user\0x"));
+        assert!(
+            id_time_key(1, &id_key(&ch("z"), "a", "p"))
+                < id_time_key(2, &id_key(&ch("a"), "a", "p"))
+        );
         assert!(split_id_time_key(b"1234").is_err());
+        // An entry from before ids were scoped still splits (so it expires).
+        let mut old = 7u64.to_be_bytes().to_vec();
+        old.extend_from_slice(b"chan\0msg-1");
+        let (ts, c, old_id_key) = split_id_time_key(&old).unwrap();
+        assert_eq!(
+            (ts, c.as_str(), old_id_key.as_slice()),
+            (7, "chan", &b"chan\0msg-1"[..])
+        );
+    }
+
+    #[test]
+    fn id_keys_are_scoped_by_publisher() {
+        let c = ch("room");
+        assert_ne!(id_key(&c, "m", "c:alice"), id_key(&c, "m", "c:bob"));
+        // "m" by "x" must not collide with "m\0x"-like ids: ids hold no 0x00.
+        assert_ne!(id_key(&c, "m", ""), id_key(&c, "m", "x"));
+        assert!(id_key(&c, "m", "p").starts_with(&channel_prefix(&c)));
     }
 }

@@ -21,8 +21,13 @@
 //! | `versions` | channel, message seq, seq    | the message after create/update/delete |
 //! | `created`  | channel, message seq         | creation time (retention, history time ranges) |
 //! | `meta`     | channel                      | epoch, first/last seq, count   |
-//! | `ids`      | channel, client message id   | serial and time of the original |
-//! | `id_times` | time, channel, id            | nothing: expiry index          |
+//! | `ids`      | channel, client message id, publisher | serial and time of the original |
+//! | `id_times` | time, then the `ids` key     | nothing: expiry index          |
+//!
+//! Idempotency keys were once `channel, id` with no publisher. Directories
+//! written then open unchanged: those records no longer match any publish
+//! (a re-send straddling the upgrade may be stored twice) and expire on the
+//! usual schedule, since the expiry index still parses them.
 //!
 //! Every write of a group, metadata included, is one atomic fjall batch, so
 //! a crash leaves the store at a batch boundary.

@@ -14,7 +14,7 @@
 
 use tether_core::ChannelName;
 
-use super::keys::{id_key, seq_key, split_id_time_key, trailing_seq};
+use super::keys::{seq_key, split_id_time_key, trailing_seq};
 use super::records::{IdRecord, decode, decode_ts, encode};
 use super::storage;
 use super::writer::Writer;
@@ -148,7 +148,7 @@ impl Writer {
         let mut batch = self.h.db.batch();
         for item in self.h.id_times.range(..horizon.to_be_bytes().to_vec()) {
             let key = item.key().map_err(storage)?;
-            let (ts, channel, id) = match split_id_time_key(&key) {
+            let (ts, channel, id_key) = match split_id_time_key(&key) {
                 Ok(parts) => parts,
                 Err(e) => {
                     tracing::warn!(error = %e, "dropping unreadable idempotency index entry");
@@ -165,7 +165,6 @@ impl Writer {
             }
             batch.remove(&self.h.id_times, key);
             // The id may have been published again since; keep that record.
-            let id_key = id_key(&channel, &id);
             if let Some(bytes) = self.h.ids.get(&id_key).map_err(storage)? {
                 let record: IdRecord = decode("idempotency record", &bytes)?;
                 if record.timestamp == ts {

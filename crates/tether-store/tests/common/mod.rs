@@ -52,6 +52,8 @@ pub fn sub(channel: &ChannelName, op: Operation) -> Submission {
         client_id: Some("tester".into()),
         connection_id: None,
         own_only: false,
+        authority: tether_core::conventions::Authority::ALL,
+        publisher: "c:tester".into(),
     }
 }
 
