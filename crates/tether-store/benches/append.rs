@@ -34,6 +34,7 @@ fn sub(channel: &ChannelName, op: Operation) -> Submission {
         client_id: None,
         connection_id: None,
         own_only: false,
+        sequence: None,
     }
 }
 

@@ -26,8 +26,10 @@ use tether_core::{
 use tokio::sync::oneshot;
 
 pub mod fjall_store;
+pub mod sessions;
 
 pub use fjall_store::{FjallStore, FsyncMode, StoreConfig};
+pub use sessions::{SEQ_WINDOW, SeqOutcome, Sequenced, SessionStore};
 
 /// A boxed future, so the trait can be used as `Arc<dyn LogStore>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -46,6 +48,9 @@ pub struct Submission {
     /// The caller may only append to, update or delete messages it created
     /// (checked by the writer, atomically with the write).
     pub own_only: bool,
+    /// A connection's exactly-once operation: its outcome is recorded in the
+    /// same batch (see [`sessions`]).
+    pub sequence: Option<Sequenced>,
 }
 
 /// The acknowledgement of an applied operation.

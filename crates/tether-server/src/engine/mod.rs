@@ -99,6 +99,24 @@ impl Engine {
         identity: &Identity,
         own_only: bool,
     ) -> Result<Receipt, ErrorInfo> {
+        self.submit_sequenced(channel, op, identity, own_only, None)
+            .await
+    }
+
+    /// Like [`Engine::submit`], for a connection's exactly-once operation:
+    /// the store records its outcome under (`connection_id`, `seq`) in the
+    /// same batch as the operation, so a re-send after a crash finds it.
+    pub async fn submit_sequenced(
+        &self,
+        channel: ChannelName,
+        op: Operation,
+        identity: &Identity,
+        own_only: bool,
+        seq: Option<u64>,
+    ) -> Result<Receipt, ErrorInfo> {
+        let sequence = seq.zip(identity.connection_id.clone()).map(|(seq, connection_id)| {
+            tether_store::Sequenced { connection_id, seq }
+        });
         metrics::counter!("tether_operations_received_total").increment(1);
         let cancel_target = cancel_target(&op);
         let receipt = self
@@ -109,6 +127,7 @@ impl Engine {
                 client_id: identity.client_id.clone(),
                 connection_id: identity.connection_id.clone(),
                 own_only,
+                sequence,
             })
             .await
             .map_err(store_error)?;
@@ -147,6 +166,7 @@ impl Engine {
             client_id: identity.client_id.clone(),
             connection_id: identity.connection_id.clone(),
             own_only: false,
+            sequence: None,
         };
         if let Ok(receipt) = self.store.submit(submission).await {
             tokio::spawn(async move {

@@ -23,6 +23,8 @@
 //! | `meta`     | channel                      | epoch, first/last seq, count   |
 //! | `ids`      | channel, client message id   | serial and time of the original |
 //! | `id_times` | time, channel, id            | nothing: expiry index          |
+//! | `sessions` | `s` connection id; `alive`   | session record; last alive time |
+//! | `session_ops` | connection id, seq        | outcome of a sequenced operation |
 //!
 //! Every write of a group, metadata included, is one atomic fjall batch, so
 //! a crash leaves the store at a batch boundary.
@@ -33,6 +35,7 @@ mod keys;
 mod reader;
 mod records;
 mod retention;
+mod sessions;
 mod writer;
 
 use std::fmt;
@@ -160,6 +163,8 @@ pub(crate) struct Handles {
     pub(crate) meta: Keyspace,
     pub(crate) ids: Keyspace,
     pub(crate) id_times: Keyspace,
+    pub(crate) sessions: Keyspace,
+    pub(crate) session_ops: Keyspace,
 }
 
 impl Handles {
@@ -177,6 +182,8 @@ impl Handles {
             meta: ks("meta")?,
             ids: ks("ids")?,
             id_times: ks("id_times")?,
+            sessions: ks("sessions")?,
+            session_ops: ks("session_ops")?,
             db,
         })
     }

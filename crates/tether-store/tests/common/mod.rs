@@ -52,6 +52,7 @@ pub fn sub(channel: &ChannelName, op: Operation) -> Submission {
         client_id: Some("tester".into()),
         connection_id: None,
         own_only: false,
+        sequence: None,
     }
 }
 

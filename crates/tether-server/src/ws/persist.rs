@@ -1,0 +1,189 @@
+//! Connection sessions on disk, so a `resume` works across a restart.
+//!
+//! What is kept and when (the design is in ARCHITECTURE.md, "exactly-once
+//! across restarts"):
+//! - the session record ([`SessionRecord`]): identity, resume key,
+//!   attachments with their options and last known positions, presence
+//!   data. Written when the connection is established (before it submits
+//!   anything), when it attaches, detaches or changes presence, when it
+//!   resumes and when it parks; deleted when it closes cleanly or its TTL
+//!   passes.
+//! - the outcomes of its sequenced operations, which the store's writer
+//!   records in the same batch as each operation; they are read back here
+//!   to rebuild [`Dedupe`].
+//!
+//! Positions move with every delivery and are not written each time: a
+//! record's positions are exact but may be behind, which on resume replays
+//! events the client already holds (absorbed by the folding rule) and never
+//! skips any. SDKs send their own positions anyway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tether_core::{ChannelName, Serial};
+use tether_store::SeqOutcome;
+
+use super::Connection;
+use super::session::{Dedupe, SessionState};
+use crate::engine::Start;
+
+/// A session as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The secret a resume must present.
+    pub resume_key: String,
+    /// The credential's key name.
+    pub key: String,
+    /// The identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Attached channels and how each starts again.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRecord>,
+    /// Channels the connection is present on, with its member data.
+    #[serde(default)]
+    pub presence: Vec<(ChannelName, Value)>,
+    /// When the connection was parked (its socket went away, or the server
+    /// shut down); `None` while it was live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_at: Option<u64>,
+    /// When this record was written (ms since the Unix epoch).
+    pub written_at: u64,
+}
+
+/// One attachment as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The last exact position sent (as of the write), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Serial>,
+    /// The attach's `rewind`.
+    #[serde(default)]
+    pub rewind: usize,
+    /// Whether presence is delivered.
+    #[serde(default)]
+    pub presence: bool,
+}
+
+impl SessionRecord {
+    /// The record of a connection's current state.
+    pub fn new(
+        resume_key: &str,
+        key: &str,
+        client_id: Option<&str>,
+        attachments: &HashMap<ChannelName, Start>,
+        presence: &HashMap<ChannelName, Value>,
+        parked_at: Option<u64>,
+        now_ms: u64,
+    ) -> SessionRecord {
+        let mut attachments: Vec<AttachmentRecord> = attachments
+            .iter()
+            .map(|(channel, start)| AttachmentRecord {
+                channel: channel.clone(),
+                from: start.from,
+                rewind: start.rewind,
+                presence: start.presence,
+            })
+            .collect();
+        attachments.sort_by(|a, b| a.channel.cmp(&b.channel));
+        let mut presence: Vec<(ChannelName, Value)> = presence
+            .iter()
+            .map(|(c, d)| (c.clone(), d.clone()))
+            .collect();
+        presence.sort_by(|a, b| a.0.cmp(&b.0));
+        SessionRecord {
+            resume_key: resume_key.to_owned(),
+            key: key.to_owned(),
+            client_id: client_id.map(str::to_owned),
+            attachments,
+            presence,
+            parked_at,
+            written_at: now_ms,
+        }
+    }
+
+    /// The record of a parked (or parking) session.
+    pub fn of_state(state: &SessionState, parked_at: Option<u64>, now_ms: u64) -> SessionRecord {
+        SessionRecord::new(
+            &state.resume_key,
+            &state.key,
+            state.client_id.as_deref(),
+            &state.attachments,
+            &state.presence,
+            parked_at,
+            now_ms,
+        )
+    }
+
+    /// When the connection can have dropped at the latest: when it parked,
+    /// or, for one that was live when the server died, the last moment that
+    /// server was known alive (or this record's write, if later).
+    pub fn dropped_at(&self, previous_alive: Option<u64>) -> u64 {
+        self.parked_at
+            .unwrap_or_else(|| self.written_at.max(previous_alive.unwrap_or(0)))
+    }
+
+    /// The session this record describes, with its exactly-once state
+    /// rebuilt from the recorded outcomes.
+    pub fn into_state(self, connection_id: &str, outcomes: Vec<(u64, SeqOutcome)>) -> SessionState {
+        SessionState {
+            connection_id: connection_id.to_owned(),
+            resume_key: self.resume_key,
+            key: self.key,
+            client_id: self.client_id,
+            presence: self.presence.into_iter().collect(),
+            attachments: self
+                .attachments
+                .into_iter()
+                .map(|a| {
+                    let start = Start {
+                        from: a.from,
+                        rewind: a.rewind,
+                        presence: a.presence,
+                    };
+                    (a.channel, start)
+                })
+                .collect(),
+            dedupe: Arc::new(Mutex::new(Dedupe::restore(outcomes))),
+        }
+    }
+
+    /// JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses stored bytes; `None` when they are not a session record.
+    pub fn decode(bytes: &[u8]) -> Option<SessionRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl Connection {
+    /// Writes this connection's session as it stands, so it can be resumed
+    /// after a restart. Only authenticated connections can be resumed.
+    pub(super) fn save_session(&self) {
+        let Some(principal) = &self.principal else {
+            return;
+        };
+        let starts = self
+            .starts
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let record = SessionRecord::new(
+            &self.resume_key,
+            &principal.key,
+            self.identity.client_id.as_deref(),
+            &starts,
+            &self.presence,
+            None,
+            super::now_ms(),
+        );
+        self.app.sessions.save(&self.connection_id, &record);
+    }
+}
