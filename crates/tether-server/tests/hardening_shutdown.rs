@@ -208,10 +208,218 @@ async fn sigterm_answers_every_operation_it_read() {
     let process = Process::start(dir.path(), "127.0.0.1:0", &[]);
     let history = process.http().history(channel).await;
     let data = history[0]["data"].as_str().expect("string data").to_owned();
-    assert_eq!(
-        data,
-        fragments(1..=acked),
-        "applied exactly what was acknowledged ({acked} acks)"
+    assert!(
+        data == fragments(1..=acked),
+        "applied exactly what was acknowledged: {acked} acks, {} bytes applied",
+        data.len()
     );
+    process.kill9();
+}
+
+/// Sends `resume` for `old`'s connection and returns the `resumed` frame.
+async fn resume(ws: &mut Ws, old: &Value, positions: Value) -> Value {
+    let req = ws
+        .request(json!({
+            "type": "resume",
+            "connection_id": old["connection_id"],
+            "resume_key": old["resume_key"],
+            "positions": positions,
+        }))
+        .await;
+    ws.reply(req).await
+}
+
+/// SIGTERM, restart on the same data directory and port: the connection
+/// resumes with its id, attachments and presence, and re-sent operations get
+/// their original acks without being applied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_resumes_after_a_graceful_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let channel = "conversation:graceful";
+    let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let listen = process.listen();
+    let mut ws = process.ws("alice").await;
+    let old = ws.connected.clone();
+    let attached = ws.attach(channel, json!({"presence": true})).await;
+    assert_eq!(attached["continuity"], "new");
+    let req = ws
+        .request(json!({"type": "presence", "channel": channel, "action": "enter", "data": {"status": "typing"}}))
+        .await;
+    assert_eq!(ws.reply(req).await["type"], "ok");
+    let frame = json!({"type": "publish", "req": 1, "seq": 1, "channel": channel, "message": {"data": "a"}});
+    ws.send(frame.clone()).await;
+    let created = ws.reply(1).await;
+    assert_eq!(created["type"], "ack");
+    let serial = created["serial"].as_str().expect("serial").to_owned();
+    let mut acks = vec![created];
+    for seq in 2..=3 {
+        ws.send(append(channel, &serial, seq)).await;
+        let ack = ws.reply(seq).await;
+        assert_eq!(ack["type"], "ack");
+        acks.push(ack);
+    }
+
+    process.sigterm();
+    let (_, code) = until_close(&mut ws).await;
+    assert_eq!(code, Some(4001));
+    assert!(process.wait_exit(Duration::from_secs(15)).success());
+
+    let process = Process::start(dir.path(), &listen, &[]);
+    let mut ws = process.ws("alice").await;
+    let resumed = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["connection_id"], old["connection_id"]);
+    assert_eq!(resumed["attachments"][0]["channel"], channel);
+    // The attachment restarts from the last position the old process sent.
+    let reattached = ws.recv_type("attached").await;
+    assert_eq!(reattached["continuity"], "resumed", "{reattached}");
+    // Re-sends (publish included) are answered with the original acks.
+    ws.send(frame).await;
+    for seq in 2..=3 {
+        ws.send(append(channel, &serial, seq)).await;
+    }
+    for (seq, original) in (1..=3).zip(&acks) {
+        let again = ws.reply(seq).await;
+        assert_eq!(again["type"], "ack");
+        assert_eq!(again["version_serial"], original["version_serial"]);
+        assert_eq!(again["serial"], original["serial"]);
+    }
+    // The next operation is new and applies.
+    ws.send(append(channel, &serial, 4)).await;
+    let fourth = ws.reply(4).await;
+    assert_eq!(fourth["type"], "ack");
+    assert!(fourth["version_serial"].as_str() > acks[2]["version_serial"].as_str());
+    let http = process.http();
+    let history = http.history(channel).await;
+    assert_eq!(history.len(), 1, "the publish applied once");
+    assert_eq!(history[0]["data"], "a<2><3><4>", "each append applied once");
+    // Presence was re-entered for the resumed connection.
+    let (_, presence) = http.get(&format!("/channels/{channel}/presence")).await;
+    let members = presence["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{presence}");
+    assert_eq!(members[0]["connection_id"], old["connection_id"]);
+    assert_eq!(members[0]["data"]["status"], "typing");
+    process.kill9();
+}
+
+/// `kill -9` in the middle of a burst of sequenced appends, restart, resume,
+/// re-send everything unacknowledged: each append is applied exactly once,
+/// in order, and those applied before the kill get their original acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_kill_9_applies_each_operation_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let channel = "conversation:kill";
+    let process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let listen = process.listen();
+    let mut ws = process.ws("agent").await;
+    let old = ws.connected.clone();
+    let created = ws.publish(channel, json!({"data": ""})).await;
+    let serial = created["serial"].as_str().expect("serial").to_owned();
+
+    const BURST: u64 = 3000;
+    for seq in 1..=BURST {
+        ws.send(append(channel, &serial, seq)).await;
+    }
+    let mut versions = std::collections::BTreeMap::new();
+    while versions.len() < 100 {
+        let ack = ws.recv_type("ack").await;
+        let seq = ack["req"].as_u64().expect("req");
+        versions.insert(seq, ack["version_serial"].as_str().expect("version").to_owned());
+    }
+    process.kill9();
+    let acked = versions.len() as u64;
+    assert_eq!(versions.keys().copied().collect::<Vec<_>>(), (1..=acked).collect::<Vec<_>>());
+
+    let process = Process::start(dir.path(), &listen, &[]);
+    // What the killed process applied (typically more than it acked).
+    let before = process.http().history(channel).await;
+    let head_before = before[0]["version"]["serial"].as_str().expect("head").to_owned();
+    let applied_before = before[0]["data"].as_str().expect("data").matches('<').count() as u64;
+    assert!(applied_before >= acked, "nothing acknowledged was lost");
+    let mut ws = process.ws("agent").await;
+    let resumed = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["connection_id"], old["connection_id"]);
+    for seq in acked + 1..=BURST {
+        ws.send(append(channel, &serial, seq)).await;
+    }
+    for seq in acked + 1..=BURST {
+        let ack = ws.reply(seq).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        versions.insert(seq, ack["version_serial"].as_str().expect("version").to_owned());
+    }
+    // Re-sends of appends applied before the kill got their original acks;
+    // the rest applied after the restart.
+    for (seq, version) in &versions {
+        let applied_before_kill = *seq <= applied_before;
+        assert_eq!(
+            version.as_str() <= head_before.as_str(),
+            applied_before_kill,
+            "seq {seq}: {version} vs head {head_before} ({applied_before} applied before the kill)"
+        );
+    }
+    let serials: Vec<&String> = versions.values().collect();
+    assert!(serials.windows(2).all(|w| w[0] < w[1]), "acks in order");
+    let history = process.http().history(channel).await;
+    let data = history[0]["data"].as_str().expect("string data");
+    assert!(
+        data == fragments(1..=BURST),
+        "each append exactly once, in order ({} bytes)",
+        data.len()
+    );
+    assert_eq!(
+        history[0]["version"]["serial"].as_str(),
+        serials.last().map(|s| s.as_str())
+    );
+    process.kill9();
+}
+
+/// A session is resumable across a restart only within its TTL, counted
+/// from when the killed server was last alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expires_across_a_restart_after_its_ttl() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ttl = [("TETHER_RESUME_TTL_MS", "800")];
+    let process = Process::start(dir.path(), "127.0.0.1:0", &ttl);
+    let listen = process.listen();
+    let mut ws = process.ws("bob").await;
+    let old = ws.connected.clone();
+    assert_eq!(ws.publish("lobby", json!({"data": "x"})).await["type"], "ack");
+    process.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let process = Process::start(dir.path(), &listen, &ttl);
+    let mut ws = process.ws("bob").await;
+    let refused = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], 41001);
+    process.kill9();
+}
+
+/// The resume key and identity are checked for a session read from disk as
+/// for one in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_disk_needs_its_key_and_identity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let listen = process.listen();
+    let ws = process.ws("carol").await;
+    let old = ws.connected.clone();
+    process.sigterm();
+    assert!(process.wait_exit(Duration::from_secs(15)).success());
+    drop(ws);
+
+    let process = Process::start(dir.path(), &listen, &[]);
+    let mut wrong_key = old.clone();
+    wrong_key["resume_key"] = json!("0".repeat(64));
+    let mut ws = process.ws("carol").await;
+    let refused = resume(&mut ws, &wrong_key, json!({})).await;
+    assert_eq!(refused["code"], 41001, "{refused}");
+    let mut ws = process.ws("mallory").await;
+    let refused = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(refused["code"], 41001, "{refused}");
+    let mut ws = process.ws("carol").await;
+    let resumed = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
     process.kill9();
 }
