@@ -423,3 +423,37 @@ async fn a_session_on_disk_needs_its_key_and_identity() {
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     process.kill9();
 }
+
+/// After `kill -9`, a resume without positions restarts each channel from
+/// the last position written to disk (refreshed every heartbeat), not
+/// afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_on_disk_follow_deliveries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let channel = "conversation:positions";
+    let fast = [("TETHER_HEARTBEAT_MS", "100")];
+    let process = Process::start(dir.path(), "127.0.0.1:0", &fast);
+    let listen = process.listen();
+    let mut ws = process.ws("dave").await;
+    let old = ws.connected.clone();
+    assert_eq!(ws.attach(channel, json!({})).await["continuity"], "new");
+    let mut writer = process.ws("erin").await;
+    let mut last = Value::Null;
+    for i in 0..3 {
+        writer.publish(channel, json!({"data": i})).await;
+        last = ws.recv_type("message").await;
+    }
+    let position = last["position"].clone();
+    assert!(position.is_string(), "{last}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    process.kill9();
+
+    let process = Process::start(dir.path(), &listen, &fast);
+    let mut ws = process.ws("dave").await;
+    let resumed = resume(&mut ws, &old, json!({})).await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["attachments"][0]["position"], position);
+    let attached = ws.recv_type("attached").await;
+    assert_eq!(attached["continuity"], "resumed");
+    process.kill9();
+}

@@ -182,6 +182,8 @@ struct Connection {
     takeover: watch::Receiver<bool>,
     /// Roll-up window chosen at connect time (ms), if any.
     rollup_ms: Option<u64>,
+    /// Fingerprint of the session as last written to disk ([`persist`]).
+    saved: std::sync::atomic::AtomicU64,
     /// Counts this connection against the server and key caps.
     _slot: Slot,
 }
@@ -236,6 +238,7 @@ impl Connection {
             takeover,
             app,
             rollup_ms,
+            saved: std::sync::atomic::AtomicU64::new(0),
             _slot: slot,
         };
         metrics::gauge!("tether_connections").increment(1.0);
@@ -365,6 +368,7 @@ impl Connection {
                     }
                     self.outbox.send(ServerFrame::Heartbeat.encode());
                     self.outbox.ping();
+                    self.refresh_session();
                 }
                 _ = expiry => {
                     self.outbox.close(ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume"));
