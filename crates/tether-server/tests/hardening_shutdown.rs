@@ -72,7 +72,10 @@ impl Process {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "tether did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "tether did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,8 +202,15 @@ async fn sigterm_answers_every_operation_it_read() {
     // store that closed (none expected: the store closes after the drain).
     let mut acked = 0;
     for (i, reply) in answers.iter().enumerate() {
-        assert_eq!(reply["req"], json!(i as u64 + 1), "replies in order: {reply}");
-        assert_eq!(reply["type"], "ack", "every operation read was applied: {reply}");
+        assert_eq!(
+            reply["req"],
+            json!(i as u64 + 1),
+            "replies in order: {reply}"
+        );
+        assert_eq!(
+            reply["type"], "ack",
+            "every operation read was applied: {reply}"
+        );
         acked += 1;
     }
     assert!(acked >= 200, "acked {acked}");
@@ -324,17 +334,30 @@ async fn resume_after_kill_9_applies_each_operation_once() {
     while versions.len() < 100 {
         let ack = ws.recv_type("ack").await;
         let seq = ack["req"].as_u64().expect("req");
-        versions.insert(seq, ack["version_serial"].as_str().expect("version").to_owned());
+        versions.insert(
+            seq,
+            ack["version_serial"].as_str().expect("version").to_owned(),
+        );
     }
     process.kill9();
     let acked = versions.len() as u64;
-    assert_eq!(versions.keys().copied().collect::<Vec<_>>(), (1..=acked).collect::<Vec<_>>());
+    assert_eq!(
+        versions.keys().copied().collect::<Vec<_>>(),
+        (1..=acked).collect::<Vec<_>>()
+    );
 
     let process = Process::start(dir.path(), &listen, &[]);
     // What the killed process applied (typically more than it acked).
     let before = process.http().history(channel).await;
-    let head_before = before[0]["version"]["serial"].as_str().expect("head").to_owned();
-    let applied_before = before[0]["data"].as_str().expect("data").matches('<').count() as u64;
+    let head_before = before[0]["version"]["serial"]
+        .as_str()
+        .expect("head")
+        .to_owned();
+    let applied_before = before[0]["data"]
+        .as_str()
+        .expect("data")
+        .matches('<')
+        .count() as u64;
     assert!(applied_before >= acked, "nothing acknowledged was lost");
     let mut ws = process.ws("agent").await;
     let resumed = resume(&mut ws, &old, json!({})).await;
@@ -346,7 +369,10 @@ async fn resume_after_kill_9_applies_each_operation_once() {
     for seq in acked + 1..=BURST {
         let ack = ws.reply(seq).await;
         assert_eq!(ack["type"], "ack", "{ack}");
-        versions.insert(seq, ack["version_serial"].as_str().expect("version").to_owned());
+        versions.insert(
+            seq,
+            ack["version_serial"].as_str().expect("version").to_owned(),
+        );
     }
     // Re-sends of appends applied before the kill got their original acks;
     // the rest applied after the restart.
@@ -384,7 +410,10 @@ async fn session_expires_across_a_restart_after_its_ttl() {
     let listen = process.listen();
     let mut ws = process.ws("bob").await;
     let old = ws.connected.clone();
-    assert_eq!(ws.publish("lobby", json!({"data": "x"})).await["type"], "ack");
+    assert_eq!(
+        ws.publish("lobby", json!({"data": "x"})).await["type"],
+        "ack"
+    );
     process.kill9();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

@@ -35,11 +35,19 @@ async fn outcomes_are_recorded_with_their_operations_and_survive_a_reopen() {
         late.sequence = sequenced(4);
         let refused = store.submit(late).await.unwrap().await.unwrap_err();
         // Not sequenced: nothing recorded.
-        store.submit(sub(&channel, create_op("x"))).await.unwrap().await.unwrap();
+        store
+            .submit(sub(&channel, create_op("x")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         store.shutdown().await.unwrap();
 
         let outcomes = store.outcomes("c_1").unwrap();
-        assert_eq!(outcomes.iter().map(|o| o.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            outcomes.iter().map(|o| o.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         assert_eq!(outcomes[0].1, Ok(created));
         assert_eq!(outcomes[1].1, Ok(appended));
         let err = outcomes[3].1.clone().unwrap_err();
@@ -47,9 +55,15 @@ async fn outcomes_are_recorded_with_their_operations_and_survive_a_reopen() {
         assert_eq!(err.message, refused.to_string());
     }
     let (store, _) = open(dir.path());
-    assert_eq!(store.session("c_1").unwrap().as_deref(), Some(&b"{\"k\":1}"[..]));
+    assert_eq!(
+        store.session("c_1").unwrap().as_deref(),
+        Some(&b"{\"k\":1}"[..])
+    );
     assert_eq!(store.outcomes("c_1").unwrap().len(), 4);
-    assert!(store.outcomes("c_10").unwrap().is_empty(), "prefixes do not overlap");
+    assert!(
+        store.outcomes("c_10").unwrap().is_empty(),
+        "prefixes do not overlap"
+    );
     assert_eq!(store.sessions().unwrap().len(), 1);
     store.delete_session("c_1").unwrap();
     assert!(store.session("c_1").unwrap().is_none());

@@ -114,9 +114,9 @@ impl Engine {
         own_only: bool,
         seq: Option<u64>,
     ) -> Result<Receipt, ErrorInfo> {
-        let sequence = seq.zip(identity.connection_id.clone()).map(|(seq, connection_id)| {
-            tether_store::Sequenced { connection_id, seq }
-        });
+        let sequence = seq
+            .zip(identity.connection_id.clone())
+            .map(|(seq, connection_id)| tether_store::Sequenced { connection_id, seq });
         metrics::counter!("tether_operations_received_total").increment(1);
         let cancel_target = cancel_target(&op);
         let receipt = self

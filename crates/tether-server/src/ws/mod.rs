@@ -299,7 +299,9 @@ impl Connection {
         if tokio::time::timeout_at(deadline, queued).await.is_err() {
             self.outbox.close(goodbye.clone());
         }
-        let writer_done = tokio::time::timeout_at(deadline, &mut *writer).await.is_ok();
+        let writer_done = tokio::time::timeout_at(deadline, &mut *writer)
+            .await
+            .is_ok();
         if !writer_done {
             self.outbox.close(goodbye);
         }

@@ -136,7 +136,12 @@ impl Outbox {
             }
             self.frames.send(close).await.ok()
         };
-        if tokio::time::timeout(self.patience, queue).await.ok().flatten().is_none() {
+        if tokio::time::timeout(self.patience, queue)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
             self.close(reason);
         }
     }

@@ -183,11 +183,7 @@ impl Connection {
         let Some(principal) = &self.principal else {
             return;
         };
-        let starts = self
-            .starts
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let starts = self.starts.lock().map(|s| s.clone()).unwrap_or_default();
         let mut record = SessionRecord::new(
             &self.resume_key,
             &principal.key,

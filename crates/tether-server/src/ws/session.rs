@@ -306,7 +306,7 @@ impl Sessions {
 
     /// A session that only the disk knows (written by an earlier process),
     /// checked like a parked one. `None` if there is none or its TTL passed.
-    fn from_disk(
+    fn read_parked(
         &self,
         connection_id: &str,
         resume_key: &str,
@@ -478,10 +478,29 @@ impl Sessions {
                         drop(inner);
                         // Parked by an earlier process: presence was lost
                         // with it, so the caller re-enters.
-                        return match self.from_disk(connection_id, resume_key, key, client_id)? {
-                            Some(state) => Ok((state, true)),
-                            None => Err(failed("unknown connection or resume TTL passed")),
+                        let Some(state) =
+                            self.read_parked(connection_id, resume_key, key, client_id)?
+                        else {
+                            return Err(failed("unknown connection or resume TTL passed"));
                         };
+                        // Claim it, so a concurrent resume of the same id
+                        // cannot adopt it twice (the caller registers next).
+                        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        if inner.live.contains_key(connection_id)
+                            || inner.parked.contains_key(connection_id)
+                        {
+                            return Err(failed("the connection was resumed elsewhere"));
+                        }
+                        inner.live.insert(
+                            connection_id.to_owned(),
+                            Live {
+                                takeover: watch::channel(false).0,
+                                resume_key: state.resume_key.clone(),
+                                key: state.key.clone(),
+                                client_id: state.client_id.clone(),
+                            },
+                        );
+                        return Ok((state, true));
                     }
                 }
             }

@@ -130,8 +130,14 @@ impl SessionStore for FjallStore {
         for item in h.session_ops.prefix(outcome_prefix(connection_id)) {
             keys.push(item.key().map_err(storage)?);
         }
+        // Most connections that end never had a record (unauthenticated)
+        // or were already deleted: a read is cheaper than a tombstone.
+        let key = session_key(connection_id);
+        if keys.is_empty() && !h.sessions.contains_key(&key).map_err(storage)? {
+            return Ok(());
+        }
         h.commit_buffered(|b| {
-            b.remove(&h.sessions, session_key(connection_id));
+            b.remove(&h.sessions, key);
             for key in keys {
                 b.remove(&h.session_ops, key);
             }
