@@ -474,7 +474,8 @@ async fn positions_on_disk_follow_deliveries() {
     }
     let position = last["position"].clone();
     assert!(position.is_string(), "{last}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Several heartbeats, so a refresh ran after the last delivery.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     process.kill9();
 
     let process = Process::start(dir.path(), &listen, &fast);
@@ -485,4 +486,29 @@ async fn positions_on_disk_follow_deliveries() {
     let attached = ws.recv_type("attached").await;
     assert_eq!(attached["continuity"], "resumed");
     process.kill9();
+}
+
+/// In-process: a shutdown ends SSE streams with 50301 and closes WebSocket
+/// connections with 4001, and finishes well within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_streams_and_connections_promptly() {
+    let mut server = support::TestServer::start().await;
+    let channel = "conversation:inproc";
+    let mut ws = server.ws().await;
+    ws.attach(channel, json!({})).await;
+    let mut sse =
+        support::Sse::connect(&server.base, &format!("/channels/{channel}/stream"), None).await;
+    assert_eq!(sse.next().await.event, "attached");
+    let started = Instant::now();
+    let running = server.server.take().expect("server");
+    let stopping = tokio::spawn(running.shutdown());
+    let ended = sse.next_of("error").await;
+    assert_eq!(ended.data["code"], 50301);
+    let (_, code) = until_close(&mut ws).await;
+    assert_eq!(code, Some(4001));
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("shutdown within the grace period")
+        .expect("shutdown task");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
