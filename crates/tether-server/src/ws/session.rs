@@ -267,7 +267,8 @@ impl Sessions {
                     }
                     _ = sweep.tick() => {
                         let Some(sessions) = sessions.upgrade() else { return };
-                        sessions.sweep();
+                        // A scan of every record: off the async workers.
+                        let _ = tokio::task::spawn_blocking(move || sessions.sweep()).await;
                     }
                     _ = crate::app::flipped(&mut shutdown) => return,
                 }
@@ -341,6 +342,7 @@ impl Sessions {
             return Ok(None);
         }
         let outcomes = store.outcomes(connection_id).map_err(unavailable)?;
+        metrics::counter!("tether_sessions_restored_total").increment(1);
         Ok(Some(record.into_state(connection_id, outcomes)))
     }
 
