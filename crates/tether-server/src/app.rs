@@ -218,7 +218,11 @@ impl Server {
         // Running LLM jobs see the flag and write their final status; give
         // them a moment before the store closes.
         let jobs = self.jobs.wait_idle(std::time::Duration::from_secs(3));
-        let connections = self.sessions.drained(self.grace);
+        // Each connection bounds its own drain by the grace period; the
+        // margin lets one that used all of it still park its session.
+        let connections = self
+            .sessions
+            .drained(self.grace + std::time::Duration::from_secs(1));
         let (_, drained) = tokio::join!(jobs, connections);
         if !drained {
             tracing::warn!("connections still open at the end of the shutdown grace period");
