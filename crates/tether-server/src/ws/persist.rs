@@ -207,3 +207,176 @@ impl Connection {
         self.saved.store(fingerprint, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use tether_core::ErrorInfo;
+    use tether_store::{Ack, SessionStore, StoreError};
+
+    use super::*;
+    use crate::ws::session::{SeqCheck, Sessions};
+
+    /// A [`SessionStore`] in memory.
+    #[derive(Default)]
+    struct Mem {
+        sessions: Mutex<BTreeMap<String, Vec<u8>>>,
+        outcomes: Mutex<BTreeMap<String, Vec<(u64, SeqOutcome)>>>,
+        alive: Mutex<Option<u64>>,
+    }
+
+    impl SessionStore for Mem {
+        fn put_session(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+            self.sessions
+                .lock()
+                .unwrap()
+                .insert(id.into(), record.to_vec());
+            Ok(())
+        }
+        fn session(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.sessions.lock().unwrap().get(id).cloned())
+        }
+        fn sessions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            Ok(self.sessions.lock().unwrap().clone().into_iter().collect())
+        }
+        fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+            self.sessions.lock().unwrap().remove(id);
+            self.outcomes.lock().unwrap().remove(id);
+            Ok(())
+        }
+        fn outcomes(&self, id: &str) -> Result<Vec<(u64, SeqOutcome)>, StoreError> {
+            Ok(self
+                .outcomes
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .unwrap_or_default())
+        }
+        fn set_alive(&self, now_ms: u64) -> Result<(), StoreError> {
+            *self.alive.lock().unwrap() = Some(now_ms);
+            Ok(())
+        }
+        fn alive(&self) -> Result<Option<u64>, StoreError> {
+            Ok(*self.alive.lock().unwrap())
+        }
+    }
+
+    fn record(parked_at: Option<u64>, written_at: u64) -> SessionRecord {
+        let mut presence = HashMap::new();
+        presence.insert(
+            ChannelName::new("room").unwrap(),
+            serde_json::json!({"s": 1}),
+        );
+        let mut attachments = HashMap::new();
+        attachments.insert(
+            ChannelName::new("room").unwrap(),
+            Start {
+                from: Serial::new(1_764_151_200_000, 7),
+                rewind: 5,
+                presence: true,
+            },
+        );
+        SessionRecord::new(
+            "secret",
+            "dev",
+            Some("alice"),
+            &attachments,
+            &presence,
+            parked_at,
+            written_at,
+        )
+    }
+
+    #[test]
+    fn a_record_round_trips_and_knows_when_it_dropped() {
+        let r = record(None, 1_000);
+        let back = SessionRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.attachments[0].from, Serial::new(1_764_151_200_000, 7));
+        assert_eq!(back.attachments[0].rewind, 5);
+        assert_eq!(back.presence[0].1["s"], 1);
+        // Live when the server died: the later of its write and the last
+        // alive time.
+        assert_eq!(back.dropped_at(Some(5_000)), 5_000);
+        assert_eq!(back.dropped_at(Some(500)), 1_000);
+        assert_eq!(back.dropped_at(None), 1_000);
+        assert_eq!(record(Some(2_000), 1_000).dropped_at(Some(9_000)), 2_000);
+        assert!(SessionRecord::decode(b"not json").is_none());
+    }
+
+    #[test]
+    fn the_sweep_deletes_only_expired_sessions_it_does_not_hold() {
+        let now = super::super::now_ms();
+        let store = Arc::new(Mem::default());
+        store.set_alive(now - 50_000).unwrap();
+        let sessions = Sessions::new(Duration::from_secs(10), Duration::from_secs(1))
+            .with_store(store.clone());
+        let put = |id: &str, r: SessionRecord| store.put_session(id, &r.encode()).unwrap();
+        put("c_old_parked", record(Some(now - 20_000), now - 30_000));
+        put("c_fresh_parked", record(Some(now - 1_000), now - 30_000));
+        put("c_died_long_ago", record(None, now - 60_000));
+        put("c_died_recently", record(None, now - 2_000));
+        store.put_session("c_garbage", b"{").unwrap();
+        let _held = sessions.register("c_old_held", "k", "dev", None);
+        put("c_old_held", record(None, now - 60_000));
+        sessions.sweep();
+        let left: Vec<String> = store.sessions().unwrap().into_iter().map(|s| s.0).collect();
+        assert_eq!(left, ["c_died_recently", "c_fresh_parked", "c_old_held"]);
+    }
+
+    #[tokio::test]
+    async fn a_session_on_disk_resumes_with_its_outcomes_once() {
+        let now = super::super::now_ms();
+        let store = Arc::new(Mem::default());
+        store
+            .put_session("c_1", &record(Some(now), now).encode())
+            .unwrap();
+        let serial = Serial::new(1_764_151_200_000, 9).unwrap();
+        let ack = Ack {
+            serial,
+            version_serial: serial,
+            duplicate: false,
+        };
+        let refused = ErrorInfo::new(tether_core::ErrorCode::MessageNotFound, "no");
+        store
+            .outcomes
+            .lock()
+            .unwrap()
+            .insert("c_1".into(), vec![(1, Ok(ack)), (2, Err(refused.clone()))]);
+        let sessions = Arc::new(
+            Sessions::new(Duration::from_secs(60), Duration::from_secs(1))
+                .with_store(store.clone()),
+        );
+        let wrong = sessions.resume("c_1", "nope", "dev", Some("alice")).await;
+        assert!(wrong.is_err());
+        let (state, presence_left) = sessions
+            .resume("c_1", "secret", "dev", Some("alice"))
+            .await
+            .unwrap();
+        assert!(presence_left, "presence is re-entered after a restart");
+        assert_eq!(state.connection_id, "c_1");
+        assert_eq!(state.attachments.len(), 1);
+        let mut dedupe = state.dedupe.lock().unwrap();
+        let SeqCheck::Repeat(first) = dedupe.check(1) else {
+            panic!("seq 1 is a repeat")
+        };
+        assert_eq!(*first.borrow(), Some(Ok(ack)));
+        let SeqCheck::Repeat(second) = dedupe.check(2) else {
+            panic!("seq 2 is a repeat")
+        };
+        assert_eq!(*second.borrow(), Some(Err(refused)));
+        assert!(matches!(dedupe.check(3), SeqCheck::New(_)));
+        drop(dedupe);
+        // Claimed: a second resume of the same id cannot adopt it too.
+        let again = tokio::time::timeout(
+            Duration::from_secs(5),
+            sessions.resume("c_1", "secret", "dev", Some("alice")),
+        )
+        .await
+        .unwrap();
+        assert!(again.is_err());
+    }
+}

@@ -278,7 +278,7 @@ impl Sessions {
 
     /// Deletes on-disk sessions past their TTL that this process does not
     /// hold (those it holds expire with their timers).
-    fn sweep(&self) {
+    pub(super) fn sweep(&self) {
         let Some(store) = &self.store else { return };
         let records = match store.sessions() {
             Ok(records) => records,
