@@ -359,17 +359,18 @@ mod tests {
         assert!(presence_left, "presence is re-entered after a restart");
         assert_eq!(state.connection_id, "c_1");
         assert_eq!(state.attachments.len(), 1);
-        let mut dedupe = state.dedupe.lock().unwrap();
-        let SeqCheck::Repeat(first) = dedupe.check(1) else {
-            panic!("seq 1 is a repeat")
-        };
-        assert_eq!(*first.borrow(), Some(Ok(ack)));
-        let SeqCheck::Repeat(second) = dedupe.check(2) else {
-            panic!("seq 2 is a repeat")
-        };
-        assert_eq!(*second.borrow(), Some(Err(refused)));
-        assert!(matches!(dedupe.check(3), SeqCheck::New(_)));
-        drop(dedupe);
+        {
+            let mut dedupe = state.dedupe.lock().unwrap();
+            let SeqCheck::Repeat(first) = dedupe.check(1) else {
+                panic!("seq 1 is a repeat")
+            };
+            assert_eq!(*first.borrow(), Some(Ok(ack)));
+            let SeqCheck::Repeat(second) = dedupe.check(2) else {
+                panic!("seq 2 is a repeat")
+            };
+            assert_eq!(*second.borrow(), Some(Err(refused)));
+            assert!(matches!(dedupe.check(3), SeqCheck::New(_)));
+        }
         // Claimed: a second resume of the same id cannot adopt it too.
         let again = tokio::time::timeout(
             Duration::from_secs(5),
