@@ -123,6 +123,9 @@ async fn until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
                 }
             }
             Some(Ok(WsMessage::Close(close))) => {
+                // Keep polling so the client answers the close, like a
+                // browser does; the server then ends the connection.
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.socket.next()).await;
                 return (frames, close.map(|c| u16::from(c.code)));
             }
             Some(Ok(_)) => {}
@@ -192,7 +195,9 @@ async fn sigterm_answers_every_operation_it_read() {
             Some(Err(_)) | None => break,
         }
     }
-    let _ = sender.await;
+    // Closing our side ends the server's wait for the closing handshake.
+    drop(stream);
+    drop(sender.await);
     assert!(process.wait_exit(Duration::from_secs(15)).success());
     assert_eq!(close_code, Some(4001), "closed with the shutdown code");
     let (last, answers) = replies.split_last().expect("replies");
@@ -432,11 +437,11 @@ async fn a_session_on_disk_needs_its_key_and_identity() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
     let listen = process.listen();
-    let ws = process.ws("carol").await;
+    let mut ws = process.ws("carol").await;
     let old = ws.connected.clone();
     process.sigterm();
+    assert_eq!(until_close(&mut ws).await.1, Some(4001));
     assert!(process.wait_exit(Duration::from_secs(15)).success());
-    drop(ws);
 
     let process = Process::start(dir.path(), &listen, &[]);
     let mut wrong_key = old.clone();

@@ -57,6 +57,10 @@ use session::{Attachments, Dedupe, SessionState};
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
 
+/// Longest wait, on shutdown, for the client's half of the closing
+/// handshake.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Key name that unauthenticated connections (waiting for their `auth`
 /// frame) are counted under, so they are capped like any key.
 const UNAUTHENTICATED: &str = "-";
@@ -256,7 +260,16 @@ impl Connection {
         let mut writer = writer;
         let (mut acks_done, mut writer_done) = (false, false);
         if ending == Ending::Shutdown {
-            (acks_done, writer_done) = conn.drain(&mut ack_loop, &mut writer).await;
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(conn.app.config.shutdown_grace_ms);
+            (acks_done, writer_done) = conn.drain(&mut ack_loop, &mut writer, deadline).await;
+            // The closing handshake: read (and drop, unanswered) what the
+            // client still sends until its close. Closing a TCP socket with
+            // unread input resets it, which can destroy the replies still
+            // on their way to the client.
+            let linger = async { while let Some(Ok(_)) = stream.next().await {} };
+            let until = deadline.min(tokio::time::Instant::now() + LINGER);
+            let _ = tokio::time::timeout_at(until, linger).await;
         }
         conn.finish(ending);
         if !acks_done {
@@ -280,9 +293,8 @@ impl Connection {
         &mut self,
         ack_loop: &mut JoinHandle<()>,
         writer: &mut JoinHandle<()>,
+        deadline: tokio::time::Instant,
     ) -> (bool, bool) {
-        let grace = std::time::Duration::from_millis(self.app.config.shutdown_grace_ms);
-        let deadline = tokio::time::Instant::now() + grace;
         // No more operations: the ack loop ends once it has answered every
         // one already read.
         let (closed, _) = mpsc::channel(1);
