@@ -81,6 +81,10 @@ pub struct Server {
     store: Arc<FjallStore>,
     /// LLM jobs, so shutdown lets them record their final status.
     jobs: Arc<crate::llm::Jobs>,
+    /// WebSocket connections, so shutdown waits for their replies.
+    sessions: Arc<Sessions>,
+    /// How long shutdown waits for connections (`shutdown_grace_ms`).
+    grace: std::time::Duration,
 }
 
 impl Server {
@@ -135,8 +139,12 @@ impl Server {
             config.rewind_on_lost,
             crate::engine::RateLimits::new(config.publish_rate_per_sec, config.publish_burst),
         );
-        let sessions = Arc::new(Sessions::new(config.resume_ttl(), config.presence_grace()));
+        let sessions = Arc::new(
+            Sessions::new(config.resume_ttl(), config.presence_grace()).with_store(store.clone()),
+        );
+        sessions.housekeeping(shutdown.clone());
         let llm = Arc::new(crate::llm::Jobs::new(&config.llm));
+        let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
         let app = App {
             engine,
             config: Arc::new(config),
@@ -144,7 +152,7 @@ impl Server {
             metrics: metrics_handle(),
             auth,
             slots,
-            sessions,
+            sessions: sessions.clone(),
             llm: llm.clone(),
         };
         let tls = match (&app.config.tls_cert, &app.config.tls_key) {
@@ -186,6 +194,8 @@ impl Server {
             task,
             store,
             jobs: llm,
+            sessions,
+            grace,
         })
     }
 
@@ -200,13 +210,25 @@ impl Server {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Tells every connection to reconnect elsewhere, stops accepting, waits
-    /// for open requests, then closes the store.
+    /// Stops accepting and tells every connection to stop reading; waits (up
+    /// to `shutdown_grace_ms`) until each has answered every operation it
+    /// read and closed with 4001, and for open requests; then closes the
+    /// store. Connections park on disk, so clients resume them on the next
+    /// process.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         // Running LLM jobs see the flag and write their final status; give
         // them a moment before the store closes.
-        self.jobs.wait_idle(std::time::Duration::from_secs(3)).await;
+        let jobs = self.jobs.wait_idle(std::time::Duration::from_secs(3));
+        // Each connection bounds its own drain by the grace period; the
+        // margin lets one that used all of it still park its session.
+        let connections = self
+            .sessions
+            .drained(self.grace + std::time::Duration::from_secs(1));
+        let (_, drained) = tokio::join!(jobs, connections);
+        if !drained {
+            tracing::warn!("connections still open at the end of the shutdown grace period");
+        }
         let _ = self.task.await;
         if let Err(err) = self.store.shutdown().await {
             tracing::error!(error = %err, "store did not shut down cleanly");

@@ -102,7 +102,9 @@ fn main() -> ExitCode {
 
 fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
     init_logging("text");
-    tether_server::app::block_on(tether_server::demo::run(args, shutdown_signal()))
+    tether_server::app::block_on(
+        async move { tether_server::demo::run(args, shutdown_signal()).await },
+    )
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -121,6 +123,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 config.listen
             );
         }
+        // Listening for SIGTERM before anyone can connect: a signal that
+        // came before the handler would kill the process ungracefully.
+        let signal = shutdown_signal();
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(err) => {
@@ -130,7 +135,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         // The one line on stdout: scripts and tests read the bound address.
         println!("listening on {}", server.url());
-        server.run_until(shutdown_signal()).await;
+        server.run_until(signal).await;
         ExitCode::SUCCESS
     })
 }
@@ -148,24 +153,29 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when
+/// this is called (inside the runtime), not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

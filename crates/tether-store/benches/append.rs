@@ -36,6 +36,7 @@ fn sub(channel: &ChannelName, op: Operation) -> Submission {
         own_only: false,
         authority: tether_core::conventions::Authority::ALL,
         publisher: "bench".into(),
+        sequence: None,
     }
 }
 

@@ -27,8 +27,10 @@ use tether_core::{
 use tokio::sync::oneshot;
 
 pub mod fjall_store;
+pub mod sessions;
 
 pub use fjall_store::{FjallStore, FsyncMode, StoreConfig};
+pub use sessions::{SEQ_WINDOW, SeqOutcome, Sequenced, SessionStore};
 
 /// A boxed future, so the trait can be used as `Arc<dyn LogStore>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -56,6 +58,9 @@ pub struct Submission {
     /// swallow another's message by guessing its id. The server passes the
     /// caller's `client_id`, or its key name when it acts as no client.
     pub publisher: String,
+    /// A connection's exactly-once operation: its outcome is recorded in the
+    /// same batch (see [`sessions`]).
+    pub sequence: Option<Sequenced>,
 }
 
 /// The acknowledgement of an applied operation.

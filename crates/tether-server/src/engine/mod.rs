@@ -117,9 +117,24 @@ impl Engine {
         caller: &Principal,
         identity: &Identity,
     ) -> Result<Receipt, ErrorInfo> {
+        self.submit_sequenced(channel, op, caller, identity, None)
+            .await
+    }
+
+    /// Like [`Engine::submit`], for a connection's exactly-once operation:
+    /// the store records its outcome under (`connection_id`, `seq`) in the
+    /// same batch as the operation, so a re-send after a crash finds it.
+    pub async fn submit_sequenced(
+        &self,
+        channel: ChannelName,
+        op: Operation,
+        caller: &Principal,
+        identity: &Identity,
+        seq: Option<u64>,
+    ) -> Result<Receipt, ErrorInfo> {
         let authorized = caller.authorize(&channel, &op)?;
         self.charge(caller, identity, 1)?;
-        self.enqueue(channel, op, caller, identity, authorized)
+        self.enqueue(channel, op, caller, identity, authorized, seq)
             .await
     }
 
@@ -143,7 +158,7 @@ impl Engine {
         let mut receipts = Vec::with_capacity(ops.len());
         for (op, authorized) in ops.into_iter().zip(authorized) {
             receipts.push(
-                self.enqueue(channel.clone(), op, caller, identity, authorized)
+                self.enqueue(channel.clone(), op, caller, identity, authorized, None)
                     .await,
             );
         }
@@ -175,7 +190,7 @@ impl Engine {
         })
     }
 
-    /// Queues an authorized operation.
+    /// Queues an authorized operation (with its connection `seq`, if any).
     async fn enqueue(
         &self,
         channel: ChannelName,
@@ -183,7 +198,11 @@ impl Engine {
         caller: &Principal,
         identity: &Identity,
         authorized: crate::auth::Authorized,
+        seq: Option<u64>,
     ) -> Result<Receipt, ErrorInfo> {
+        let sequence = seq
+            .zip(identity.connection_id.clone())
+            .map(|(seq, connection_id)| tether_store::Sequenced { connection_id, seq });
         metrics::counter!("tether_operations_received_total").increment(1);
         let cancel_target = cancel_target(&op);
         let receipt = self
@@ -196,6 +215,7 @@ impl Engine {
                 own_only: authorized.own_only,
                 authority: authorized.authority,
                 publisher: caller.publisher(),
+                sequence,
             })
             .await
             .map_err(store_error)?;
@@ -364,6 +384,7 @@ fn internal_submission(channel: ChannelName, op: Operation, identity: &Identity)
         own_only: false,
         authority: tether_core::conventions::Authority::ALL,
         publisher: format!("c:{}", identity.client_id.as_deref().unwrap_or("")),
+        sequence: None,
     }
 }
 

@@ -69,13 +69,17 @@ impl Connection {
             } => {
                 let start = self.start(&principal, &channel, from.as_deref(), rewind, presence);
                 match start {
-                    Ok((name, start)) => self.attach(req, name, start).await,
+                    Ok((name, start)) => {
+                        self.attach(req, name, start).await;
+                        self.save_session();
+                    }
                     Err(err) => self.reply_error(req, Some(&channel), err),
                 }
             }
             ClientFrame::Detach { req, channel } => match protocol::channel(&channel) {
                 Ok(name) => {
                     self.detach(&name).await;
+                    self.save_session();
                     self.outbox.send(
                         ServerFrame::Detached {
                             req,
@@ -93,7 +97,10 @@ impl Connection {
                 data,
             } => {
                 let reply = match self.presence(&principal, &channel, action, data) {
-                    Ok(()) => ServerFrame::Ok { req }.encode(),
+                    Ok(()) => {
+                        self.save_session();
+                        ServerFrame::Ok { req }.encode()
+                    }
                     Err(err) => protocol::error_frame(req, Some(&channel), &err),
                 };
                 self.queue_reply(Pending::Ready(reply)).await;
@@ -193,6 +200,8 @@ impl Connection {
             .encode(),
         );
         self.principal = Some(principal);
+        // Before any operation: see `Connection::run`.
+        self.save_session();
     }
 
     /// Validates an attach request.
@@ -312,10 +321,13 @@ impl Connection {
                 return self.queue_reply(Pending::Ready(reply)).await;
             }
         };
+        // A new sequenced operation has its outcome recorded with it, so a
+        // re-send finds it even after a crash.
+        let seq = seq.filter(|_| outcome.is_some());
         let pending = match self
             .app
             .engine
-            .submit(name, op, principal, &self.identity)
+            .submit_sequenced(name, op, principal, &self.identity, seq)
             .await
         {
             Ok(receipt) => Pending::Receipt {
@@ -451,6 +463,7 @@ impl Connection {
             self.attach(None, channel, start).await;
         }
         self.used = true;
+        self.save_session();
         Ok(())
     }
 

@@ -11,7 +11,13 @@
 //! - one task per attached channel ([`attachment`]).
 //!
 //! When the socket goes away without a clean close, the connection parks in
-//! [`session::Sessions`] so a `resume` can carry on as the same connection.
+//! [`session::Sessions`] so a `resume` can carry on as the same connection;
+//! sessions are also kept on disk ([`persist`]) so that works across a
+//! restart.
+//!
+//! On shutdown a connection stops reading, lets the ack loop answer every
+//! operation it already read (in order), then closes with 4001, all within
+//! `shutdown_grace_ms`, and parks: the store closes only after that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +51,7 @@ mod capabilities;
 mod frames;
 mod guard;
 pub mod outbox;
+mod persist;
 mod restarts;
 pub mod session;
 mod violation;
@@ -55,6 +62,10 @@ use session::{Attachments, Dedupe, SessionState};
 
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
+
+/// Longest wait, on shutdown, for the client's half of the closing
+/// handshake.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Key name a connection waiting for its `auth` frame is registered under
 /// for resume bookkeeping. Configuration refuses a key of this name, so no
@@ -171,6 +182,9 @@ enum Ending {
     Clean,
     /// The socket vanished or the server gave up on it: park the session.
     Abrupt,
+    /// The server is shutting down: answer what was read, close with 4001,
+    /// park the session (on disk, for the next process).
+    Shutdown,
 }
 
 /// One WebSocket connection's state, owned by its reader task.
@@ -202,6 +216,8 @@ struct Connection {
     takeover: watch::Receiver<bool>,
     /// Roll-up window chosen at connect time (ms), if any.
     rollup_ms: Option<u64>,
+    /// Fingerprint of the session as last written to disk ([`persist`]).
+    saved: std::sync::atomic::AtomicU64,
     /// Counts this connection against the server cap, and the key's cap
     /// (or the unauthenticated pool until `auth`).
     slot: Slot,
@@ -221,9 +237,10 @@ impl Connection {
             app.config.slow_consumer_timeout(),
             sink,
         );
+        let running = app.sessions.track();
         let writer = tokio::spawn(writer.run());
         let (acks, ack_rx) = mpsc::channel(ACK_QUEUE);
-        let ack_loop = tokio::spawn(acks::run(ack_rx, outbox.clone()));
+        let mut ack_loop = tokio::spawn(acks::run(ack_rx, outbox.clone()));
         let connection_id = format!("c_{:032x}", rand::random::<u128>());
         let resume_key = session::new_resume_key();
         let client_id = principal.as_ref().and_then(|p| p.client_id.clone());
@@ -259,18 +276,82 @@ impl Connection {
             takeover,
             app,
             rollup_ms,
+            saved: std::sync::atomic::AtomicU64::new(0),
             slot,
         };
         metrics::gauge!("tether_connections").increment(1.0);
+        // Before anything is read: the record is then durable no later than
+        // the first acknowledgement of this connection.
+        conn.save_session();
         conn.send_connected();
         let ending = conn.serve(&mut stream).await;
         for (_, task) in conn.attachments.drain() {
             task.abort();
         }
         metrics::gauge!("tether_connections").decrement(1.0);
+        let sessions = conn.app.sessions.clone();
+        let connection_id = conn.connection_id.clone();
+        let mut writer = writer;
+        let (mut acks_done, mut writer_done) = (false, false);
+        if ending == Ending::Shutdown {
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(conn.app.config.shutdown_grace_ms);
+            (acks_done, writer_done) = conn.drain(&mut ack_loop, &mut writer, deadline).await;
+            // The closing handshake: read (and drop, unanswered) what the
+            // client still sends until its close. Closing a TCP socket with
+            // unread input resets it, which can destroy the replies still
+            // on their way to the client.
+            let linger = async { while let Some(Ok(_)) = stream.next().await {} };
+            let until = deadline.min(tokio::time::Instant::now() + LINGER);
+            let _ = tokio::time::timeout_at(until, linger).await;
+        }
         conn.finish(ending);
-        let _ = ack_loop.await;
-        let _ = writer.await;
+        if !acks_done {
+            let _ = ack_loop.await;
+        }
+        if ending == Ending::Clean {
+            // Again, now that no operation of it can record an outcome.
+            sessions.discard(&connection_id);
+        }
+        if !writer_done {
+            let _ = writer.await;
+        }
+        drop(running);
+    }
+
+    /// On shutdown, after reading stopped: lets the ack loop answer every
+    /// operation already read, then closes with 4001 behind those replies,
+    /// within `shutdown_grace_ms`. Says whether the ack loop and the writer
+    /// finished.
+    async fn drain(
+        &mut self,
+        ack_loop: &mut JoinHandle<()>,
+        writer: &mut JoinHandle<()>,
+        deadline: tokio::time::Instant,
+    ) -> (bool, bool) {
+        // No more operations: the ack loop ends once it has answered every
+        // one already read.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.acks, closed));
+        let acks_done = tokio::time::timeout_at(deadline, ack_loop).await.is_ok();
+        if !acks_done {
+            tracing::warn!(connection_id = %self.connection_id, "operations still unanswered at the end of the shutdown grace period");
+        }
+        let goodbye = ErrorInfo::new(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down; reconnect and resume",
+        );
+        let queued = self.outbox.close_after_queued(goodbye.clone());
+        if tokio::time::timeout_at(deadline, queued).await.is_err() {
+            self.outbox.close(goodbye.clone());
+        }
+        let writer_done = tokio::time::timeout_at(deadline, &mut *writer)
+            .await
+            .is_ok();
+        if !writer_done {
+            self.outbox.close(goodbye);
+        }
+        (acks_done, writer_done)
     }
 
     fn send_connected(&self) {
@@ -350,6 +431,7 @@ impl Connection {
                     }
                     self.outbox.send(ServerFrame::Heartbeat.encode());
                     self.outbox.ping();
+                    self.refresh_session();
                 }
                 _ = auth_deadline => {
                     self.outbox.close(ErrorInfo::new(ErrorCode::AuthTimeout, "authenticate within the auth timeout: send an auth frame at once after connecting"));
@@ -364,10 +446,8 @@ impl Connection {
                     self.outbox.close(ErrorInfo::new(ErrorCode::ResumeFailed, "this connection was resumed on another socket"));
                     return Ending::Abrupt;
                 }
-                _ = flipped(&mut shutdown) => {
-                    self.outbox.close(ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down; reconnect and resume"));
-                    return Ending::Abrupt;
-                }
+                // Stop reading; `run` answers what was read, then closes.
+                _ = flipped(&mut shutdown) => return Ending::Shutdown,
             }
         }
     }
@@ -387,7 +467,7 @@ impl Connection {
             ..
         } = self;
         match (ending, principal) {
-            (Ending::Abrupt, Some(principal)) => {
+            (Ending::Abrupt | Ending::Shutdown, Some(principal)) => {
                 let attachments = starts.lock().map(|p| p.clone()).unwrap_or_default();
                 let state = SessionState {
                     connection_id,

@@ -123,6 +123,29 @@ impl Outbox {
         });
     }
 
+    /// Closes the connection *after* everything already queued: the error
+    /// frame and the close go through the queue behind the last ack, so a
+    /// shutting-down connection's replies all reach the client first. If
+    /// the queue stays full past the patience period the client is too slow
+    /// and is closed without them.
+    pub async fn close_after_queued(&self, reason: ErrorInfo) {
+        let (error, close) = goodbye(&reason);
+        let queue = async {
+            if let Some(error) = error {
+                self.frames.send(error).await.ok()?;
+            }
+            self.frames.send(close).await.ok()
+        };
+        if tokio::time::timeout(self.patience, queue)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            self.close(reason);
+        }
+    }
+
     /// Resolves when the connection is closing.
     pub async fn closing(&self) {
         closing(&mut self.close.subscribe()).await;
@@ -147,42 +170,65 @@ impl Writer {
             };
             let Some(frame) = frame else { break };
             // Write everything already queued, then flush once: one
-            // syscall for a burst instead of one per frame.
+            // syscall for a burst instead of one per frame. A queued close
+            // (`close_after_queued`) is the last frame written.
             let (sink, frames) = (&mut self.sink, &mut self.frames);
             let write = async move {
+                let mut last = matches!(frame, Message::Close(_));
                 sink.feed(frame).await?;
                 for _ in 1..64 {
+                    if last {
+                        break;
+                    }
                     match frames.try_recv() {
-                        Ok(next) => sink.feed(next).await?,
+                        Ok(next) => {
+                            last = matches!(next, Message::Close(_));
+                            sink.feed(next).await?;
+                        }
                         Err(_) => break,
                     }
                 }
-                sink.flush().await
+                sink.flush().await.map(|()| last)
             };
             tokio::select! {
                 biased;
                 _ = closing(&mut self.close) => break,
-                sent = write => if sent.is_err() { return },
+                sent = write => match sent {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.close()).await;
+                        return;
+                    }
+                    Err(_) => return,
+                },
             }
         }
         let reason = self.close.borrow().clone();
         let goodbye = async {
             if let Some(reason) = reason {
-                let frame = error_frame(None, None, &reason);
-                if let Ok(text) = Utf8Bytes::try_from(frame) {
-                    self.sink.send(Message::Text(text)).await?;
+                let (error, close) = goodbye(&reason);
+                if let Some(error) = error {
+                    self.sink.send(error).await?;
                 }
-                let code = ErrorCode::from_code(reason.code).map_or(4000, ErrorCode::close_code);
-                let close = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(truncate(&reason.message, 120)),
-                };
-                self.sink.send(Message::Close(Some(close))).await?;
+                self.sink.send(close).await?;
             }
             self.sink.close().await
         };
         let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
     }
+}
+
+/// The error frame and the close frame (4xxx code) that end a connection.
+fn goodbye(reason: &ErrorInfo) -> (Option<Message>, Message) {
+    let error = Utf8Bytes::try_from(error_frame(None, None, reason))
+        .ok()
+        .map(Message::Text);
+    let code = ErrorCode::from_code(reason.code).map_or(4000, ErrorCode::close_code);
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(truncate(&reason.message, 120)),
+    }));
+    (error, close)
 }
 
 /// Resolves once a close is requested (or every sender is gone, which means

@@ -8,6 +8,11 @@
 //! `resume` frame with the connection's id and resume key adopts it.
 //! A resume may also arrive while the old socket is not yet known to be
 //! dead: the old connection is then told to hand over and park at once.
+//!
+//! With a [`SessionStore`], sessions are also written to disk (see
+//! [`super::persist`]), so a resume after a restart finds them there.
+//! The registry also counts running connections, so a shutdown can wait for
+//! them to answer what they read before the store closes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +21,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
-use tether_store::Ack;
+use tether_store::{Ack, SEQ_WINDOW, SeqOutcome, SessionStore};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::persist::SessionRecord;
 use crate::engine::Start;
 use crate::presence::Presence;
 
@@ -28,8 +34,9 @@ use crate::presence::Presence;
 pub type Attachments = Arc<Mutex<HashMap<ChannelName, Start>>>;
 
 /// Results of sequenced operations remembered per connection, for
-/// re-sent frames after a resume.
-const DEDUPE_WINDOW: usize = 8192;
+/// re-sent frames after a resume; the same window the store keeps on disk.
+#[allow(clippy::cast_possible_truncation)]
+const DEDUPE_WINDOW: usize = SEQ_WINDOW as usize;
 
 /// The outcome of a sequenced operation, shared with re-sends of it.
 pub type Outcome = Option<Result<Ack, ErrorInfo>>;
@@ -52,6 +59,22 @@ pub enum SeqCheck {
 }
 
 impl Dedupe {
+    /// The state of a session read back from disk: every recorded outcome,
+    /// and the highest recorded `seq` as the last one seen. Operations that
+    /// never reached the log are not recorded, so their re-sends apply.
+    pub fn restore(outcomes: Vec<(u64, SeqOutcome)>) -> Dedupe {
+        let mut dedupe = Dedupe::default();
+        for (seq, outcome) in outcomes {
+            let (_, rx) = watch::channel(Some(outcome));
+            dedupe.last_seq = dedupe.last_seq.max(seq);
+            dedupe.results.insert(seq, rx);
+        }
+        while dedupe.results.len() > DEDUPE_WINDOW {
+            dedupe.results.pop_first();
+        }
+        dedupe
+    }
+
     /// Classifies sequence number `seq`.
     pub fn check(&mut self, seq: u64) -> SeqCheck {
         if seq <= self.last_seq {
@@ -104,6 +127,22 @@ pub struct Sessions {
     inner: Mutex<Inner>,
     /// Wakes resumes waiting for a taken-over connection to park.
     parked_signal: Notify,
+    /// Where sessions are written so they survive a restart.
+    store: Option<Arc<dyn SessionStore>>,
+    /// The last time the previous server process was known alive: where the
+    /// TTL of the sessions it had live starts.
+    previous_alive: Option<u64>,
+    /// Connections running (see [`Sessions::track`]).
+    running: watch::Sender<usize>,
+}
+
+/// Counts a connection as running until dropped.
+pub struct Running(watch::Sender<usize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 #[derive(Default)]
@@ -150,7 +189,161 @@ impl Sessions {
             grace,
             inner: Mutex::new(Inner::default()),
             parked_signal: Notify::new(),
+            store: None,
+            previous_alive: None,
+            running: watch::channel(0).0,
         }
+    }
+
+    /// Also keeps sessions in `store`, so they can be resumed after a
+    /// restart. Reads when the previous server was last alive; call before
+    /// [`Sessions::housekeeping`] overwrites it.
+    pub fn with_store(mut self, store: Arc<dyn SessionStore>) -> Sessions {
+        self.previous_alive = store.alive().unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read the last alive time");
+            None
+        });
+        self.store = Some(store);
+        self
+    }
+
+    /// Counts a connection as running until the guard drops.
+    pub fn track(&self) -> Running {
+        self.running.send_modify(|n| *n += 1);
+        Running(self.running.clone())
+    }
+
+    /// Waits until no connection is running, for at most `timeout`; says
+    /// whether they all finished.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let mut rx = self.running.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+    }
+
+    /// Writes a session's record (a failure only costs resumability after a
+    /// restart, so it is logged, not fatal).
+    pub fn save(&self, connection_id: &str, record: &SessionRecord) {
+        if let Some(store) = &self.store
+            && let Err(err) = store.put_session(connection_id, &record.encode())
+        {
+            tracing::warn!(error = %err, "cannot write a connection session");
+        }
+    }
+
+    /// Deletes a session from disk: its record and recorded outcomes.
+    pub fn discard(&self, connection_id: &str) {
+        if let Some(store) = &self.store
+            && let Err(err) = store.delete_session(connection_id)
+        {
+            tracing::warn!(error = %err, "cannot delete a connection session");
+        }
+    }
+
+    /// Keeps the on-disk sessions honest until `shutdown` flips: records
+    /// that this server is alive (every `alive_every`), and deletes sessions
+    /// whose TTL has passed (at start, then every half TTL).
+    pub fn housekeeping(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if self.store.is_none() {
+            return;
+        }
+        let sessions = Arc::downgrade(self);
+        let ttl = self.ttl;
+        let alive_every = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let sweep_every = (ttl / 2).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut alive = tokio::time::interval(alive_every);
+            let mut sweep = tokio::time::interval(sweep_every);
+            loop {
+                tokio::select! {
+                    _ = alive.tick() => {
+                        let Some(sessions) = sessions.upgrade() else { return };
+                        if let Some(store) = &sessions.store
+                            && let Err(err) = store.set_alive(now_ms())
+                        {
+                            tracing::warn!(error = %err, "cannot record the alive time");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        let Some(sessions) = sessions.upgrade() else { return };
+                        // A scan of every record: off the async workers.
+                        let _ = tokio::task::spawn_blocking(move || sessions.sweep()).await;
+                    }
+                    _ = crate::app::flipped(&mut shutdown) => return,
+                }
+            }
+        });
+    }
+
+    /// Deletes on-disk sessions past their TTL that this process does not
+    /// hold (those it holds expire with their timers).
+    pub(super) fn sweep(&self) {
+        let Some(store) = &self.store else { return };
+        let records = match store.sessions() {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list connection sessions");
+                return;
+            }
+        };
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        for (id, bytes) in records {
+            {
+                let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if inner.live.contains_key(&id) || inner.parked.contains_key(&id) {
+                    continue;
+                }
+            }
+            let expired = SessionRecord::decode(&bytes).is_none_or(|record| {
+                record.dropped_at(self.previous_alive).saturating_add(ttl) < now
+            });
+            if expired {
+                self.discard(&id);
+            }
+        }
+    }
+
+    /// A session that only the disk knows (written by an earlier process),
+    /// checked like a parked one. `None` if there is none or its TTL passed.
+    fn read_parked(
+        &self,
+        connection_id: &str,
+        resume_key: &str,
+        key: &str,
+        client_id: Option<&str>,
+    ) -> Result<Option<SessionState>, ErrorInfo> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let unavailable = |err: tether_store::StoreError| {
+            tracing::warn!(error = %err, "cannot read a connection session");
+            ErrorInfo::new(
+                ErrorCode::ResumeFailed,
+                "cannot resume: the session could not be read",
+            )
+        };
+        let Some(bytes) = store.session(connection_id).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let Some(record) = SessionRecord::decode(&bytes) else {
+            return Ok(None);
+        };
+        verify(
+            resume_key,
+            key,
+            client_id,
+            (&record.resume_key, &record.key, record.client_id.as_deref()),
+        )?;
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        if record.dropped_at(self.previous_alive).saturating_add(ttl) < now_ms() {
+            self.discard(connection_id);
+            return Ok(None);
+        }
+        let outcomes = store.outcomes(connection_id).map_err(unavailable)?;
+        metrics::counter!("tether_sessions_restored_total").increment(1);
+        Ok(Some(record.into_state(connection_id, outcomes)))
     }
 
     /// The resume TTL announced to clients.
@@ -185,12 +378,16 @@ impl Sessions {
     pub fn forget(&self, connection_id: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.live.remove(connection_id);
+        drop(inner);
+        self.discard(connection_id);
     }
 
     /// A connection vanished: keep its state for the TTL and its presence
     /// for the grace period.
     pub fn park(self: &Arc<Self>, state: SessionState, presence: Arc<Presence>) {
         let id = state.connection_id.clone();
+        let now = now_ms();
+        self.save(&id, &SessionRecord::of_state(&state, Some(now), now));
         let left = Arc::new(AtomicBool::new(false));
         let channels: Vec<ChannelName> = state.presence.keys().cloned().collect();
         let leave = {
@@ -213,8 +410,13 @@ impl Sessions {
             tokio::spawn(async move {
                 tokio::time::sleep(ttl).await;
                 if let Some(sessions) = sessions.upgrade() {
-                    let mut inner = sessions.inner.lock().unwrap_or_else(|p| p.into_inner());
-                    inner.parked.remove(&id);
+                    let expired = {
+                        let mut inner = sessions.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        inner.parked.remove(&id).is_some()
+                    };
+                    if expired {
+                        sessions.discard(&id);
+                    }
                 }
             })
         };
@@ -274,7 +476,34 @@ impl Sessions {
                         )?;
                         live.takeover.send_replace(true);
                     }
-                    None => return Err(failed("unknown connection or resume TTL passed")),
+                    None => {
+                        drop(inner);
+                        // Parked by an earlier process: presence was lost
+                        // with it, so the caller re-enters.
+                        let Some(state) =
+                            self.read_parked(connection_id, resume_key, key, client_id)?
+                        else {
+                            return Err(failed("unknown connection or resume TTL passed"));
+                        };
+                        // Claim it, so a concurrent resume of the same id
+                        // cannot adopt it twice (the caller registers next).
+                        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        if inner.live.contains_key(connection_id)
+                            || inner.parked.contains_key(connection_id)
+                        {
+                            return Err(failed("the connection was resumed elsewhere"));
+                        }
+                        inner.live.insert(
+                            connection_id.to_owned(),
+                            Live {
+                                takeover: watch::channel(false).0,
+                                resume_key: state.resume_key.clone(),
+                                key: state.key.clone(),
+                                client_id: state.client_id.clone(),
+                            },
+                        );
+                        return Ok((state, true));
+                    }
                 }
             }
             if tokio::time::timeout_at(deadline, waiter).await.is_err() {

@@ -56,8 +56,12 @@ impl Writer {
             events: Vec::with_capacity(subs.len()),
             replies: Vec::with_capacity(subs.len()),
         };
-        for (sub, reply) in subs {
+        for (mut sub, reply) in subs {
+            let sequence = sub.sequence.take();
             let result = self.stage(&mut st, sub, now);
+            if let Some(sequence) = &sequence {
+                self.stage_outcome(&mut st.batch, sequence, &result);
+            }
             st.replies.push((reply, result));
         }
         let committed = self.commit(&mut st);
@@ -129,6 +133,7 @@ impl Writer {
             own_only,
             authority,
             publisher,
+            ..
         } = sub;
         let settings = self.namespaces.for_channel(&channel).clone();
         let mut meta = match st.metas.get(&channel) {

@@ -23,6 +23,8 @@
 //! | `meta`     | channel                      | epoch, first/last seq, count   |
 //! | `ids`      | channel, client message id, publisher | serial and time of the original |
 //! | `id_times` | time, then the `ids` key     | nothing: expiry index          |
+//! | `sessions` | `s` connection id; `alive`   | session record; last alive time |
+//! | `session_ops` | connection id, seq        | outcome of a sequenced operation |
 //!
 //! Idempotency keys were once `channel, id` with no publisher. Directories
 //! written then open unchanged: those records no longer match any publish
@@ -38,6 +40,7 @@ mod keys;
 mod reader;
 mod records;
 mod retention;
+mod sessions;
 mod writer;
 
 use std::fmt;
@@ -165,6 +168,8 @@ pub(crate) struct Handles {
     pub(crate) meta: Keyspace,
     pub(crate) ids: Keyspace,
     pub(crate) id_times: Keyspace,
+    pub(crate) sessions: Keyspace,
+    pub(crate) session_ops: Keyspace,
 }
 
 impl Handles {
@@ -182,6 +187,8 @@ impl Handles {
             meta: ks("meta")?,
             ids: ks("ids")?,
             id_times: ks("id_times")?,
+            sessions: ks("sessions")?,
+            session_ops: ks("session_ops")?,
             db,
         })
     }

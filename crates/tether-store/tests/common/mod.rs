@@ -54,6 +54,7 @@ pub fn sub(channel: &ChannelName, op: Operation) -> Submission {
         own_only: false,
         authority: tether_core::conventions::Authority::ALL,
         publisher: "c:tester".into(),
+        sequence: None,
     }
 }
 
