@@ -150,32 +150,12 @@ impl Server {
             _ => None,
         };
         let is_tls = tls.is_some();
+        let app_config = app.config.clone();
         let router: Router = http::router(app).merge(extra);
-        let mut graceful = shutdown;
-        let stop_signal = async move { flipped(&mut graceful).await };
-        let task = match tls {
-            Some(acceptor) => {
-                let listener = crate::tls::TlsListener::new(listener, acceptor)
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
-                    if let Err(err) = serve.await {
-                        tracing::error!(error = %err, "server stopped with an error");
-                    }
-                })
-            }
-            None => tokio::spawn(async move {
-                // Small frames (tokens, acks) must not wait for Nagle and the
-                // peer's delayed ACK: measured 40 ms per replay burst without.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
-                if let Err(err) = serve.await {
-                    tracing::error!(error = %err, "server stopped with an error");
-                }
-            }),
-        };
+        let limits = http::listener::ListenerLimits::from_config(&app_config);
+        let task = tokio::spawn(http::listener::serve(
+            listener, tls, router, limits, shutdown,
+        ));
         tracing::info!(%addr, "listening");
         Ok(Server {
             addr,

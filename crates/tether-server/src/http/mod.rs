@@ -17,6 +17,7 @@ use crate::protocol::ErrorBody;
 use crate::ws;
 use tether_core::capability::Operation;
 
+pub mod listener;
 pub mod rest;
 pub mod sse;
 
