@@ -94,11 +94,10 @@ impl Server {
     /// own on the same listener (`tether demo` serves its pages this way).
     /// They must not overlap Tether's routes.
     pub async fn start_with(config: Config, extra: Router) -> Result<Server, StartError> {
-        let auth = Arc::new(Authenticator::new(
-            config.dev,
-            config.keys.clone(),
-            &config.public_keys,
-        )?);
+        let auth = Arc::new(
+            Authenticator::new(config.dev, config.keys.clone(), &config.public_keys)?
+                .with_max_token_lifetime(config.max_token_lifetime_secs),
+        );
         let slots = Arc::new(ConnectionSlots::new(
             config.max_connections,
             config.max_connections_per_key,
@@ -223,12 +222,20 @@ pub async fn flipped(flag: &mut watch::Receiver<bool>) {
 }
 
 /// Sleeps for `duration`, or forever when there is none (a credential
-/// without expiry).
+/// without expiry) or it is too far away to be a deadline (an `exp` of
+/// 2^64-1 must not overflow `Instant`).
 pub async fn sleep_or_forever(duration: Option<std::time::Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
+    match duration.and_then(deadline_in) {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// The instant `duration` from now, or `None` when that is not
+/// representable (treat it as never). Use this wherever an expiry becomes
+/// a deadline: `Instant + Duration` panics on overflow.
+pub fn deadline_in(duration: std::time::Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(duration)
 }
 
 /// The process-wide Prometheus recorder. Installed once; servers started

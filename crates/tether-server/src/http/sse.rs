@@ -121,7 +121,8 @@ fn events(
     let state = State {
         feed,
         shutdown,
-        expires_at: expires_in.map(|d| tokio::time::Instant::now() + d),
+        // Checked: an expiry too far away to be an instant is never.
+        expires_at: expires_in.and_then(crate::app::deadline_in),
         done: false,
         _slot: slot,
     };
