@@ -261,6 +261,7 @@ async fn get_with(server: &TestServer, path: &str, token: &str) -> (u16, serde_j
 async fn sse_with_an_exp_of_u64_max_streams_instead_of_panicking() {
     // With the lifetime cap lifted, an exp of 2^64-1 reaches the SSE
     // handler, whose expiry deadline must not overflow.
+    let _turn = SSE_GAUGE.lock().await;
     let server = secured(|c| c.max_token_lifetime_secs = u64::MAX).await;
     let token = sign(claims(u64::MAX, serde_json::json!({})));
     let mut sse = support::Sse::connect(
@@ -376,5 +377,196 @@ async fn tokens_before_their_nbf_are_not_yet_valid() {
     let skewed = sign(claims(now() + 3600, serde_json::json!({"nbf": now() + 10})));
     let (status, body) = get_with(&server, path, &skewed).await;
     assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------
+// 3. CORS, the SSE gauge, --help, error wording
+// ---------------------------------------------------------------------
+
+/// Tests in this file that open SSE streams move the process-wide
+/// `tether_sse_streams` gauge: they take turns.
+static SSE_GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_lists_authorization_explicitly() {
+    let server =
+        TestServer::start_with(|c| c.cors_origins = vec!["https://app.example".into()]).await;
+    let response = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/channels/conversation:cors/messages", server.base),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, x-tether-client-id",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(response.status().is_success(), "{}", response.status());
+    let allowed = response
+        .headers()
+        .get("access-control-allow-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // A wildcard never covers Authorization in browsers.
+    assert!(!allowed.contains('*'), "{allowed}");
+    for header in [
+        "authorization",
+        "content-type",
+        "x-tether-client-id",
+        "last-event-id",
+    ] {
+        assert!(allowed.contains(header), "{header} missing from {allowed}");
+    }
+    server.stop().await;
+}
+
+/// The current value of `tether_sse_streams` from `GET /metrics`.
+async fn sse_gauge(server: &TestServer) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("tether_sse_streams "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_gauge_returns_to_its_level_after_clients_disconnect() {
+    let _turn = SSE_GAUGE.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.heartbeat_ms = 100;
+        c.idle_timeout_ms = 1_000;
+    })
+    .await;
+    let before = sse_gauge(&server).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut sse =
+            support::Sse::connect(&server.base, "/channels/conversation:gauge/stream", None).await;
+        sse.next_of("attached").await;
+        streams.push(sse);
+    }
+    assert_eq!(sse_gauge(&server).await, before + 3.0);
+    // The clients go away without the stream ending on the server's side.
+    drop(streams);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = sse_gauge(&server).await;
+        if now == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tether_sse_streams stuck at {now}, was {before} before the streams"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[test]
+fn serve_help_does_not_print_secrets_from_the_environment() {
+    let secret = "help-secret-0123456789-do-not-print";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--help"])
+        .env("TETHER_KEY", format!("app:{secret}"))
+        .env("TETHER_CONFIG", "/tmp/tether-help-test.toml")
+        .output()
+        .expect("run tether serve --help");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("TETHER_KEY"),
+        "the variable is still documented: {text}"
+    );
+    assert!(!text.contains(secret), "--help printed the secret: {text}");
+    // The other client commands' credentials too.
+    for command in ["publish", "subscribe", "history", "stream", "token"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args([command, "--help"])
+            .env("TETHER_KEY", format!("app:{secret}"))
+            .env("TETHER_TOKEN", secret)
+            .output()
+            .expect("run --help");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !text.contains(secret),
+            "{command} --help printed a secret: {text}"
+        );
+    }
+}
+
+/// Words that name Rust types or serde internals, not the protocol.
+const INTERNAL: [&str; 8] = [
+    "PublishBody",
+    "ClientFrame",
+    "NewMessage",
+    "AppendOp",
+    "untagged",
+    "struct ",
+    "target type",
+    "enum ",
+];
+
+fn assert_user_facing(message: &str) {
+    for word in INTERNAL {
+        assert!(!message.contains(word), "{word:?} in {message:?}");
+    }
+    assert!(!message.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_errors_use_protocol_words_and_keep_their_codes() {
+    let server = TestServer::start().await;
+    let http = server.http();
+    let path = "/channels/conversation:words/messages";
+    for body in [
+        serde_json::json!(5),
+        serde_json::json!({"data": "x", "bogus": 1}),
+        serde_json::json!([{"data": "x"}, 7]),
+    ] {
+        let (status, reply) = http.post(path, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {reply}");
+        assert_eq!(reply["error"]["code"], 40000, "{body} -> {reply}");
+        assert_user_facing(reply["error"]["message"].as_str().unwrap_or_default());
+    }
+    let (status, reply) = http
+        .post(
+            &format!("{path}/0000000000-0000000000000001/append"),
+            serde_json::json!({"data": 5}),
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_user_facing(reply["error"]["message"].as_str().unwrap_or_default());
+
+    let mut ws = server.ws().await;
+    for frame in [
+        "[1]",
+        r#"{"type":"publish","channel":"conversation:words","message":5}"#,
+        r#"{"type":"append","channel":"conversation:words","serial":"x","data":5}"#,
+    ] {
+        ws.send_raw(frame).await;
+        let reply = ws.recv_type("error").await;
+        assert_eq!(reply["code"], 40000, "{frame} -> {reply}");
+        assert_user_facing(reply["message"].as_str().unwrap_or_default());
+    }
+    ws.send_raw(r#"{"type":"bogus"}"#).await;
+    let reply = ws.recv_type("error").await;
+    assert_eq!(reply["code"], 40001, "{reply}");
+    assert_user_facing(reply["message"].as_str().unwrap_or_default());
     server.stop().await;
 }

@@ -116,9 +116,10 @@ fn events(
         expires_at: Option<tokio::time::Instant>,
         done: bool,
         _slot: Slot,
+        _gauge: StreamGauge,
     }
-    metrics::gauge!("tether_sse_streams").increment(1.0);
     let state = State {
+        _gauge: StreamGauge::open(),
         feed,
         shutdown,
         // Checked: an expiry too far away to be an instant is never.
@@ -128,7 +129,6 @@ fn events(
     };
     stream::unfold(state, move |mut st| async move {
         if st.done {
-            metrics::gauge!("tether_sse_streams").decrement(1.0);
             return None;
         }
         let expiry = crate::app::sleep_or_forever(
@@ -157,6 +157,24 @@ fn events(
         Some((Ok(bytes), st))
     })
     .fuse()
+}
+
+/// One open SSE stream in `tether_sse_streams`: counted while the body
+/// exists, so a client that disconnects (the body is dropped unpolled)
+/// leaves the gauge like one whose stream ended.
+struct StreamGauge;
+
+impl StreamGauge {
+    fn open() -> StreamGauge {
+        metrics::gauge!("tether_sse_streams").increment(1.0);
+        StreamGauge
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("tether_sse_streams").decrement(1.0);
+    }
 }
 
 fn error_event(err: &ErrorInfo) -> Bytes {
