@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::abandon::{AbandonSink, Abandoned};
 use crate::http;
 use crate::limits::ConnectionSlots;
 use crate::presence::Presence;
@@ -106,12 +107,17 @@ impl Server {
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
         store_config.namespaces = config.namespaces();
-        let store =
-            FjallStore::open(store_config, broker.clone()).map_err(|source| StartError::Store {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
+        // Every committed batch also updates the tracking of streaming
+        // responses, so abandoned ones can be ended (engine::abandon).
+        let abandoned = Arc::new(Abandoned::new(Arc::new(config.namespaces())));
+        let sink = Arc::new(AbandonSink::new(broker.clone(), abandoned.clone()));
+        let store = FjallStore::open(store_config, sink).map_err(|source| StartError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
         let store = Arc::new(store);
+        // Before accepting connections: no bridge job can be running yet.
+        abandoned.recover(store.as_ref()).await;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -124,6 +130,7 @@ impl Server {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(abandoned.sweep(store.clone() as Arc<dyn LogStore>, shutdown.clone()));
         let presence = Arc::new(Presence::new(broker.clone(), config.max_presence_members));
         let engine = Engine::new(
             store.clone() as Arc<dyn LogStore>,

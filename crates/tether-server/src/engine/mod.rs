@@ -17,6 +17,7 @@ use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Sub
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
 
+pub mod abandon;
 pub mod feed;
 pub mod rollup;
 pub mod subscription;
