@@ -570,3 +570,89 @@ async fn decode_errors_use_protocol_words_and_keep_their_codes() {
     assert_user_facing(reply["message"].as_str().unwrap_or_default());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_websockets_count_toward_the_connection_cap() {
+    let server = TestServer::start_with(|c| c.max_http_connections = 2).await;
+    let first = server.ws().await;
+    let second = server.ws().await;
+    let mut waiting = connect(&server).await;
+    waiting.write_all(HEALTHZ).await.expect("request");
+    assert!(
+        read_response(&mut waiting, Duration::from_millis(800))
+            .await
+            .is_none(),
+        "served beyond max_http_connections while two WebSockets are open"
+    );
+    drop(first);
+    let response = read_response(&mut waiting, Duration::from_secs(5))
+        .await
+        .expect("served once a WebSocket closed");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    drop(second);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------
+// 1 (cont.). Out of file descriptors: the accept loop carries on
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_out_of_file_descriptors_recovers_once_connections_close() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The real binary with a small descriptor limit, so EMFILE comes fast.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TETHER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tether");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+
+    // More idle connections than the process has descriptors.
+    let mut hogs = Vec::new();
+    for _ in 0..200 {
+        match TcpStream::connect(&addr).await {
+            Ok(stream) => hogs.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(hogs.len() > 128, "only {} connections", hogs.len());
+    // Let the server run into the limit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(hogs);
+
+    // It serves again once they are gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let served = loop {
+        let attempt = async {
+            let mut stream = TcpStream::connect(&addr).await.ok()?;
+            stream.write_all(HEALTHZ).await.ok()?;
+            read_response(&mut stream, Duration::from_secs(2)).await
+        };
+        if let Some(response) = attempt.await {
+            break response;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server stopped serving after EMFILE"
+        );
+    };
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
