@@ -253,12 +253,14 @@ impl Authenticator {
     }
 
     /// Mints a token for the holder of key `name` (already authenticated).
-    pub fn mint(&self, name: &str, request: TokenRequest) -> Result<(String, u64), ErrorInfo> {
+    pub fn mint(&self, name: &str, mut request: TokenRequest) -> Result<(String, u64), ErrorInfo> {
         let key = self
             .keys
             .get(name)
             .ok_or_else(|| ErrorInfo::new(ErrorCode::Unauthorized, "invalid API key"))?;
         let max = self.max_token_lifetime_secs.min(token::MAX_TTL_SECS);
+        // The default lifetime never exceeds what verify accepts.
+        request.ttl_secs = request.ttl_secs.or(Some(token::DEFAULT_TTL_SECS.min(max)));
         if let Some(ttl) = request.ttl_secs
             && ttl > max
         {

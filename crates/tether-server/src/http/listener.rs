@@ -65,7 +65,8 @@ impl ListenerLimits {
         ListenerLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms.max(1)),
-            max_connections: config.max_http_connections.max(1),
+            // A semaphore holds at most MAX_PERMITS; more would panic.
+            max_connections: config.max_http_connections.clamp(1, Semaphore::MAX_PERMITS),
         }
     }
 }
