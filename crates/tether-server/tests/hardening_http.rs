@@ -376,6 +376,31 @@ async fn tokens_before_their_nbf_are_not_yet_valid() {
         other => panic!("upgrade not refused: {:?}", other.map(|_| ())),
     }
 
+    // Authenticating with it in the first frame closes with 4007.
+    let url = format!("{}/ws", server.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("upgrade without a credential");
+    {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        let auth = serde_json::json!({"type": "auth", "token": early}).to_string();
+        socket
+            .send(WsMessage::Text(auth.into()))
+            .await
+            .expect("send auth");
+        let mut close = None;
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+        {
+            if let WsMessage::Close(frame) = frame {
+                close = frame.map(|f| u16::from(f.code));
+                break;
+            }
+        }
+        assert_eq!(close, Some(4007), "close code for a not-yet-valid token");
+    }
+
     // Within the clock-skew leeway: accepted.
     let skewed = sign(claims(now() + 3600, serde_json::json!({"nbf": now() + 10})));
     let (status, body) = get_with(&server, path, &skewed).await;
