@@ -684,3 +684,25 @@ async fn server_out_of_file_descriptors_recovers_once_connections_close() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_nobody_reads_does_not_hold_the_connection() {
+    let server = TestServer::start_with(|c| {
+        c.body_read_timeout_ms = 400;
+        c.header_read_timeout_ms = 400;
+    })
+    .await;
+    let mut stream = connect(&server).await;
+    // A route that answers without reading the body.
+    stream
+        .write_all(b"POST /no-such-route HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .expect("request");
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(
+        closed,
+        "the connection waits for a body nobody reads: {text}"
+    );
+    server.stop().await;
+}
