@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::abandon::{AbandonSink, Abandoned};
 use crate::http;
 use crate::limits::ConnectionSlots;
 use crate::presence::Presence;
@@ -98,11 +99,10 @@ impl Server {
     /// own on the same listener (`tether demo` serves its pages this way).
     /// They must not overlap Tether's routes.
     pub async fn start_with(config: Config, extra: Router) -> Result<Server, StartError> {
-        let auth = Arc::new(Authenticator::new(
-            config.dev,
-            config.keys.clone(),
-            &config.public_keys,
-        )?);
+        let auth = Arc::new(
+            Authenticator::new(config.dev, config.keys.clone(), &config.public_keys)?
+                .with_max_token_lifetime(config.max_token_lifetime_secs),
+        );
         let slots = Arc::new(ConnectionSlots::new(
             config.max_connections,
             config.max_connections_per_key,
@@ -112,12 +112,17 @@ impl Server {
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
         store_config.namespaces = config.namespaces();
-        let store =
-            FjallStore::open(store_config, broker.clone()).map_err(|source| StartError::Store {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
+        // Every committed batch also updates the tracking of streaming
+        // responses, so abandoned ones can be ended (engine::abandon).
+        let abandoned = Arc::new(Abandoned::new(Arc::new(config.namespaces())));
+        let sink = Arc::new(AbandonSink::new(broker.clone(), abandoned.clone()));
+        let store = FjallStore::open(store_config, sink).map_err(|source| StartError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
         let store = Arc::new(store);
+        // Before accepting connections: no bridge job can be running yet.
+        abandoned.recover(store.as_ref()).await;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -130,6 +135,7 @@ impl Server {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(abandoned.sweep(store.clone() as Arc<dyn LogStore>, shutdown.clone()));
         let presence = Arc::new(Presence::new(broker.clone(), config.max_presence_members));
         let engine = Engine::new(
             store.clone() as Arc<dyn LogStore>,
@@ -160,32 +166,12 @@ impl Server {
             _ => None,
         };
         let is_tls = tls.is_some();
+        let app_config = app.config.clone();
         let router: Router = http::router(app).merge(extra);
-        let mut graceful = shutdown;
-        let stop_signal = async move { flipped(&mut graceful).await };
-        let task = match tls {
-            Some(acceptor) => {
-                let listener = crate::tls::TlsListener::new(listener, acceptor)
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
-                    if let Err(err) = serve.await {
-                        tracing::error!(error = %err, "server stopped with an error");
-                    }
-                })
-            }
-            None => tokio::spawn(async move {
-                // Small frames (tokens, acks) must not wait for Nagle and the
-                // peer's delayed ACK: measured 40 ms per replay burst without.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                let serve = axum::serve(listener, router).with_graceful_shutdown(stop_signal);
-                if let Err(err) = serve.await {
-                    tracing::error!(error = %err, "server stopped with an error");
-                }
-            }),
-        };
+        let limits = http::listener::ListenerLimits::from_config(&app_config);
+        let task = tokio::spawn(http::listener::serve(
+            listener, tls, router, limits, shutdown,
+        ));
         tracing::info!(%addr, "listening");
         Ok(Server {
             addr,
@@ -267,12 +253,20 @@ pub async fn flipped(flag: &mut watch::Receiver<bool>) {
 }
 
 /// Sleeps for `duration`, or forever when there is none (a credential
-/// without expiry).
+/// without expiry) or it is too far away to be a deadline (an `exp` of
+/// 2^64-1 must not overflow `Instant`).
 pub async fn sleep_or_forever(duration: Option<std::time::Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
+    match duration.and_then(deadline_in) {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// The instant `duration` from now, or `None` when that is not
+/// representable (treat it as never). Use this wherever an expiry becomes
+/// a deadline: `Instant + Duration` panics on overflow.
+pub fn deadline_in(duration: std::time::Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(duration)
 }
 
 /// The process-wide Prometheus recorder. Installed once; servers started

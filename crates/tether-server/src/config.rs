@@ -280,6 +280,17 @@ impl Config {
                 "publish_rate_per_sec and publish_burst must be positive".into(),
             ));
         }
+        if self.header_read_timeout_ms == 0
+            || self.body_read_timeout_ms == 0
+            || self.max_http_connections == 0
+            || self.max_token_lifetime_secs == 0
+        {
+            return Err(ConfigError::Inconsistent(
+                "header_read_timeout_ms, body_read_timeout_ms, max_http_connections and \
+                 max_token_lifetime_secs must be positive"
+                    .into(),
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Inconsistent(
                 "TLS needs both tls_cert and tls_key".into(),

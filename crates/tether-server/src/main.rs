@@ -77,7 +77,7 @@ struct ServeArgs {
     cors_origin: Vec<String>,
     /// An API key `name:secret` with every capability (repeatable). Keys
     /// with narrower capabilities go in the config file.
-    #[arg(long = "key", env = "TETHER_KEY")]
+    #[arg(long = "key", env = "TETHER_KEY", hide_env_values = true)]
     #[serde(skip)]
     key: Vec<String>,
     /// Log format: text or json.

@@ -185,7 +185,13 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ErrorInfo> {
         } else {
             ErrorCode::BadRequest
         };
-        ErrorInfo::new(code, format!("invalid frame: {err}"))
+        ErrorInfo::new(
+            code,
+            format!(
+                "invalid frame: {}",
+                crate::http::wording::user_facing(&err.to_string())
+            ),
+        )
     })
 }
 

@@ -244,4 +244,12 @@ pub trait LogStore: Send + Sync + 'static {
         channel: &ChannelName,
         query: HistoryQuery,
     ) -> StoreFuture<'_, Result<HistoryPage, StoreError>>;
+
+    /// Every message, on every channel, whose current `extras.stream` is
+    /// `streaming`. The server reads this once at start-up: responses whose
+    /// writer died with the previous process would otherwise stream
+    /// forever. May scan every stored message; not for a hot path.
+    fn streaming_messages(
+        &self,
+    ) -> StoreFuture<'_, Result<Vec<(ChannelName, Message)>, StoreError>>;
 }

@@ -251,7 +251,13 @@ pub struct Authenticator {
     dev: bool,
     keys: HashMap<String, KeyConfig>,
     issuers: HashMap<String, token::Issuer>,
+    /// Longest token lifetime accepted and minted (seconds).
+    max_token_lifetime_secs: u64,
 }
+
+/// Default of [`Authenticator::with_max_token_lifetime`]: seven days, as
+/// `max_token_lifetime_secs` in the config.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// Why an authenticator cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +280,20 @@ impl Authenticator {
             .iter()
             .map(|(kid, cfg)| Ok((kid.clone(), token::Issuer::new(kid, cfg)?)))
             .collect::<Result<_, BadPublicKey>>()?;
-        Ok(Authenticator { dev, keys, issuers })
+        Ok(Authenticator {
+            dev,
+            keys,
+            issuers,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+        })
+    }
+
+    /// Sets the longest token lifetime accepted on verify (longer tokens
+    /// get `40100`) and minted (`40008`), so a stolen token's usefulness
+    /// is bounded even when its issuer set a far `exp`.
+    pub fn with_max_token_lifetime(mut self, secs: u64) -> Authenticator {
+        self.max_token_lifetime_secs = secs;
+        self
     }
 
     /// Whether missing credentials are accepted.
@@ -308,7 +327,8 @@ impl Authenticator {
                 })
             }
             Credentials::Token(jwt) => {
-                let principal = token::verify(jwt, &self.keys, &self.issuers)?;
+                let principal =
+                    token::verify(jwt, &self.keys, &self.issuers, self.max_token_lifetime_secs)?;
                 if client_id.is_some() && client_id != principal.client_id {
                     return Err(ErrorInfo::new(
                         ErrorCode::Forbidden,
@@ -333,11 +353,22 @@ impl Authenticator {
     }
 
     /// Mints a token for the holder of key `name` (already authenticated).
-    pub fn mint(&self, name: &str, request: TokenRequest) -> Result<(String, u64), ErrorInfo> {
+    pub fn mint(&self, name: &str, mut request: TokenRequest) -> Result<(String, u64), ErrorInfo> {
         let key = self
             .keys
             .get(name)
             .ok_or_else(|| ErrorInfo::new(ErrorCode::Unauthorized, "invalid API key"))?;
+        let max = self.max_token_lifetime_secs.min(token::MAX_TTL_SECS);
+        // The default lifetime never exceeds what verify accepts.
+        request.ttl_secs = request.ttl_secs.or(Some(token::DEFAULT_TTL_SECS.min(max)));
+        if let Some(ttl) = request.ttl_secs
+            && ttl > max
+        {
+            return Err(ErrorInfo::new(
+                ErrorCode::InvalidParameter,
+                format!("ttl_secs must be between 1 and {max} (max_token_lifetime_secs)"),
+            ));
+        }
         token::mint(name, key, request)
     }
 }

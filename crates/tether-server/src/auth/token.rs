@@ -13,6 +13,10 @@ use super::{BadPublicKey, KeyConfig, Principal, PublicKeyConfig};
 pub const MAX_TTL_SECS: u64 = 24 * 60 * 60;
 /// Lifetime when none is asked for (one hour).
 pub const DEFAULT_TTL_SECS: u64 = 60 * 60;
+/// Clock skew allowed on `nbf` (seconds): a token whose issuer's clock runs
+/// slightly ahead of ours is usable at once, one dated further ahead is not
+/// yet valid (`40102`). `exp` gets no leeway: expiry is never extended.
+pub const NBF_LEEWAY_SECS: u64 = 30;
 
 /// What a token says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +31,9 @@ pub struct TokenClaims {
     /// Issue time.
     #[serde(default)]
     pub iat: u64,
+    /// Not valid before (seconds since the Unix epoch), if the issuer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// The body of `POST /keys/{key}/tokens`.
@@ -77,6 +84,18 @@ impl Issuer {
     }
 }
 
+/// How long a token lives: from its issue time (`iat`, or now when it has
+/// none or claims one in the future, whichever is earlier) to `exp`. A token
+/// cannot shorten its apparent lifetime by backdating nothing or
+/// future-dating `iat`.
+pub fn lifetime(claims: &TokenClaims, now: u64) -> u64 {
+    let start = match claims.iat {
+        0 => now,
+        iat => iat.min(now),
+    };
+    claims.exp.saturating_sub(start)
+}
+
 fn now_secs() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
@@ -111,8 +130,9 @@ pub fn mint(
     let claims = TokenClaims {
         client_id: request.client_id,
         capabilities,
-        exp: iat + ttl,
+        exp: iat.saturating_add(ttl),
         iat,
+        nbf: None,
     };
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(name.to_owned());
@@ -126,11 +146,16 @@ pub fn mint(
 }
 
 /// Verifies a token. Only the algorithm configured for its `kid` is
-/// accepted, so `alg: none` and algorithm confusion are refused.
+/// accepted, so `alg: none` and algorithm confusion are refused. A token
+/// whose `nbf` is more than [`NBF_LEEWAY_SECS`] ahead is not yet valid
+/// (`40102`); one living longer than `max_lifetime_secs` is refused
+/// (`40100`), so a leaked token cannot be good for years (see
+/// [`lifetime`]).
 pub fn verify(
     jwt: &str,
     keys: &HashMap<String, KeyConfig>,
     issuers: &HashMap<String, Issuer>,
+    max_lifetime_secs: u64,
 ) -> Result<Principal, ErrorInfo> {
     let header = jsonwebtoken::decode_header(jwt)
         .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
@@ -157,6 +182,8 @@ pub fn verify(
     validation.set_required_spec_claims(&["exp"]);
     validation.leeway = 0;
     validation.validate_aud = false;
+    // Checked below with its own leeway (exp has none).
+    validation.validate_nbf = false;
     let data = jsonwebtoken::decode::<TokenClaims>(jwt, &decoding, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
@@ -168,6 +195,25 @@ pub fn verify(
         }
     })?;
     let claims = data.claims;
+    let now = now_secs();
+    if let Some(nbf) = claims.nbf
+        && nbf > now.saturating_add(NBF_LEEWAY_SECS)
+    {
+        return Err(ErrorInfo::new(
+            ErrorCode::TokenNotYetValid,
+            format!(
+                "token not valid before {nbf} (in {} s): wait, or fix the issuer's clock",
+                nbf - now
+            ),
+        ));
+    }
+    let lifetime = lifetime(&claims, now);
+    if lifetime > max_lifetime_secs {
+        return Err(unauthorized(format!(
+            "token lifetime of {lifetime} s exceeds the server's maximum of {max_lifetime_secs} s \
+             (max_token_lifetime_secs): mint a shorter-lived token"
+        )));
+    }
     Ok(Principal {
         client_id: claims.client_id,
         key: kid,

@@ -23,6 +23,7 @@ use crate::auth::Principal;
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
 
+pub mod abandon;
 pub mod feed;
 pub mod rate;
 pub mod rollup;
@@ -375,7 +376,13 @@ impl Engine {
 
 /// A server-internal write: every convention right, no ownership limit,
 /// idempotency ids (if any) scoped by the identity it is stamped with.
-fn internal_submission(channel: ChannelName, op: Operation, identity: &Identity) -> Submission {
+/// A write the server makes on its own account (cancel marking, abandoned
+/// responses, the bridge's appends): every convention right, no sequence.
+pub(crate) fn internal_submission(
+    channel: ChannelName,
+    op: Operation,
+    identity: &Identity,
+) -> Submission {
     Submission {
         channel,
         op,

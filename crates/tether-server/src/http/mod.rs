@@ -5,7 +5,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tether_core::{ErrorCode, ErrorInfo};
@@ -17,8 +17,10 @@ use crate::protocol::ErrorBody;
 use crate::ws;
 use tether_core::capability::Operation;
 
+pub mod listener;
 pub mod rest;
 pub mod sse;
+pub mod wording;
 
 /// Every route Tether serves.
 pub fn router(app: App) -> Router {
@@ -74,9 +76,22 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers(Any)
+            // Listed, not `*`: browsers never let a wildcard cover
+            // `Authorization`, which would push tokens into URLs.
+            .allow_headers(allowed_headers())
             .expose_headers(Any),
     )
+}
+
+/// The request headers browsers may send cross-origin: the credential,
+/// JSON bodies, the key holder's client id and the SSE resume position.
+pub fn allowed_headers() -> [HeaderName; 4] {
+    [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        HeaderName::from_static(crate::auth::extract::CLIENT_ID_HEADER),
+        HeaderName::from_static("last-event-id"),
+    ]
 }
 
 async fn readyz(State(app): State<App>) -> Response {
@@ -125,7 +140,10 @@ impl From<JsonRejection> for ApiError {
         } else {
             ErrorCode::BadRequest
         };
-        ApiError(ErrorInfo::new(code, rejection.body_text()))
+        ApiError(ErrorInfo::new(
+            code,
+            wording::rejection(&rejection.body_text()),
+        ))
     }
 }
 
@@ -133,7 +151,7 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError(ErrorInfo::new(
             ErrorCode::InvalidParameter,
-            rejection.body_text(),
+            wording::rejection(&rejection.body_text()),
         ))
     }
 }

@@ -116,18 +116,19 @@ fn events(
         expires_at: Option<tokio::time::Instant>,
         done: bool,
         _slot: Slot,
+        _gauge: StreamGauge,
     }
-    metrics::gauge!("tether_sse_streams").increment(1.0);
     let state = State {
+        _gauge: StreamGauge::open(),
         feed,
         shutdown,
-        expires_at: expires_in.map(|d| tokio::time::Instant::now() + d),
+        // Checked: an expiry too far away to be an instant is never.
+        expires_at: expires_in.and_then(crate::app::deadline_in),
         done: false,
         _slot: slot,
     };
     stream::unfold(state, move |mut st| async move {
         if st.done {
-            metrics::gauge!("tether_sse_streams").decrement(1.0);
             return None;
         }
         let expiry = crate::app::sleep_or_forever(
@@ -156,6 +157,24 @@ fn events(
         Some((Ok(bytes), st))
     })
     .fuse()
+}
+
+/// One open SSE stream in `tether_sse_streams`: counted while the body
+/// exists, so a client that disconnects (the body is dropped unpolled)
+/// leaves the gauge like one whose stream ended.
+struct StreamGauge;
+
+impl StreamGauge {
+    fn open() -> StreamGauge {
+        metrics::gauge!("tether_sse_streams").increment(1.0);
+        StreamGauge
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("tether_sse_streams").decrement(1.0);
+    }
 }
 
 fn error_event(err: &ErrorInfo) -> Bytes {

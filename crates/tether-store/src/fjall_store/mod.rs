@@ -41,6 +41,7 @@ mod reader;
 mod records;
 mod retention;
 mod sessions;
+mod streaming;
 mod writer;
 
 use std::fmt;
@@ -346,5 +347,11 @@ impl LogStore for FjallStore {
     ) -> StoreFuture<'_, Result<HistoryPage, StoreError>> {
         let channel = channel.clone();
         Box::pin(async move { self.handles.history(&channel, &query) })
+    }
+
+    fn streaming_messages(
+        &self,
+    ) -> StoreFuture<'_, Result<Vec<(ChannelName, Message)>, StoreError>> {
+        Box::pin(async move { self.handles.streaming_messages() })
     }
 }

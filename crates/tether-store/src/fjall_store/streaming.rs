@@ -1,0 +1,48 @@
+//! Finding responses still streaming, for the server's start-up sweep of
+//! abandoned responses (a writer that died, a bridge job a restart ended).
+//!
+//! A full scan of the current states, run once at start-up: records are
+//! JSON, so a byte search for the status skips decoding nearly all of them.
+
+use fjall::Readable;
+use tether_core::fold::STREAM_STATUS;
+use tether_core::{ChannelName, Message};
+
+use super::keys::{channel_of_meta_key, channel_prefix};
+use super::records::decode;
+use super::{Handles, storage};
+use crate::StoreError;
+
+/// The value a streaming response's status has.
+const STREAMING: &str = "streaming";
+
+impl Handles {
+    /// See [`crate::LogStore::streaming_messages`].
+    pub(crate) fn streaming_messages(&self) -> Result<Vec<(ChannelName, Message)>, StoreError> {
+        let needle = format!("\"{STREAM_STATUS}\":\"{STREAMING}\"");
+        let needle = needle.as_bytes();
+        let snap = self.db.snapshot();
+        let mut found = Vec::new();
+        for item in snap.iter(&self.meta) {
+            let key = item.key().map_err(storage)?;
+            let channel = channel_of_meta_key(&key)?;
+            for item in snap.prefix(&self.states, channel_prefix(&channel)) {
+                let value = item.value().map_err(storage)?;
+                if !value.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let message: Message = decode("message state", &value)?;
+                let streaming = message
+                    .extras
+                    .as_ref()
+                    .and_then(|e| e.get(STREAM_STATUS))
+                    .and_then(|s| s.as_str())
+                    == Some(STREAMING);
+                if streaming {
+                    found.push((channel.clone(), message));
+                }
+            }
+        }
+        Ok(found)
+    }
+}
