@@ -106,6 +106,10 @@ impl Server {
         let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
+        store_config.min_free_bytes = config.min_free_bytes;
+        store_config.cache_bytes = config.store_cache_bytes;
+        store_config.write_buffer_bytes = config.store_write_buffer_bytes;
+        store_config.state_cache_bytes = config.store_state_cache_bytes;
         store_config.namespaces = config.namespaces();
         let store =
             FjallStore::open(store_config, broker.clone()).map_err(|source| StartError::Store {

@@ -89,6 +89,12 @@ impl Engine {
         &self.broker
     }
 
+    /// Whether the store takes writes (a full disk makes it refuse them),
+    /// for `/readyz`.
+    pub fn store_health(&self) -> tether_store::StoreHealth {
+        self.store.health()
+    }
+
     /// Queues an operation; await the receipt for the acknowledgement.
     /// Calls from one task are applied in call order. `own_only` restricts
     /// a mutation to messages `identity` created (checked by the writer).
@@ -296,6 +302,13 @@ pub fn store_error(err: StoreError) -> ErrorInfo {
         return ErrorInfo::new(
             code,
             "the storage layer failed; the operation was not applied",
+        );
+    }
+    if code == ErrorCode::InsufficientStorage {
+        // The details (paths, byte counts) are logged by the store, once.
+        return ErrorInfo::new(
+            code,
+            "the server's disk is full: the write was refused; retry later",
         );
     }
     ErrorInfo::new(code, err.to_string())

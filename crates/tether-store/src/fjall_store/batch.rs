@@ -96,6 +96,7 @@ impl Writer {
             tracing::warn!(error = %e, "cannot record the operation count");
         }
         self.shared.health.recover();
+        self.bound_memtables();
         let mut over_limit = Vec::new();
         for (channel, meta) in st.metas {
             if meta.messages > self.namespaces.for_channel(&channel).max_messages {

@@ -157,6 +157,28 @@ pub struct StoreConfig {
     /// operations. After a machine restart without a clean shutdown, up to
     /// this many operations count as possibly lost.
     pub serial_reserve: u64,
+    /// fjall's block cache (bytes): recently read disk blocks.
+    pub cache_bytes: u64,
+    /// Most bytes all memtables hold together: over it, the writer has the
+    /// largest flushed to disk. fjall enforces no such total (each keyspace
+    /// may buffer 64 MiB before flushing, eight keyspaces here), so under
+    /// steady load memory kept growing for minutes. At least 1 MiB.
+    pub write_buffer_bytes: u64,
+    /// The writer's cache of hot message states (approximate bytes, in two
+    /// generations of half each, see `cache.rs`). Streaming needs only the
+    /// messages being streamed to be hot.
+    pub state_cache_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Default of [`StoreConfig::min_free_bytes`]: 64 MiB.
+    pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
+    /// Default of [`StoreConfig::cache_bytes`]: 32 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+    /// Default of [`StoreConfig::write_buffer_bytes`]: 64 MiB.
+    pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 64 << 20;
+    /// Default of [`StoreConfig::state_cache_bytes`]: 32 MiB.
+    pub const DEFAULT_STATE_CACHE_BYTES: u64 = 32 << 20;
 }
 
 impl StoreConfig {
@@ -172,9 +194,12 @@ impl StoreConfig {
             queue_capacity: 8192,
             namespaces: Namespaces::default(),
             retention_sweep: Duration::from_secs(30),
-            min_free_bytes: 64 << 20,
+            min_free_bytes: StoreConfig::DEFAULT_MIN_FREE_BYTES,
             health_probe: Duration::from_secs(1),
             serial_reserve: 10_000,
+            cache_bytes: StoreConfig::DEFAULT_CACHE_BYTES,
+            write_buffer_bytes: StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
+            state_cache_bytes: StoreConfig::DEFAULT_STATE_CACHE_BYTES,
         }
     }
 }
@@ -197,8 +222,10 @@ pub(crate) struct Handles {
 impl Handles {
     /// Opens the database; errors name the path (and what to do, when that
     /// is known).
-    fn open(path: &Path) -> Result<Handles, StoreError> {
+    fn open(config: &StoreConfig) -> Result<Handles, StoreError> {
+        let path = config.path.as_path();
         let db = Database::builder(path)
+            .cache_size(config.cache_bytes)
             .open()
             .map_err(|e| open_error(path, &e))?;
         let ks = |name: &str| {
@@ -365,7 +392,7 @@ impl FjallStore {
                 &format!("cannot create the data directory {}", config.path.display()),
             )
         })?;
-        let handles = Arc::new(Handles::open(&config.path)?);
+        let handles = Arc::new(Handles::open(&config)?);
         let ops = recover::check(&handles, &config.path)?;
         let marks = marks::Marks::open(&config.path, ops, config.serial_reserve)?;
         let slot = Arc::new(Slot::new(handles.clone()));

@@ -31,10 +31,9 @@ use super::records::{ChannelMeta, decode};
 use super::{FsyncMode, Handles, Health, Slot, StoreConfig, recover, space, storage};
 use crate::{Ack, CommitSink, StoreError, Submission};
 
-/// Cached message states per generation (see [`HotCache`]).
-const STATE_CACHE_ENTRIES: usize = 4096;
-/// Approximate bytes of cached message states per generation.
-const STATE_CACHE_BYTES: usize = 64 << 20;
+/// Cached message states per generation (see [`HotCache`]); the bytes are
+/// bounded by `StoreConfig::state_cache_bytes`.
+const STATE_CACHE_ENTRIES: usize = 2048;
 /// Cached channel metadata records per generation.
 const META_CACHE_ENTRIES: usize = 65_536;
 /// How long a reopen waits for readers to let go of the failed database.
@@ -176,7 +175,7 @@ impl State {
             }
             State::Detached(d) => {
                 let path = d.shared.config.path.clone();
-                let opened = super::Handles::open(&path)
+                let opened = super::Handles::open(&d.shared.config)
                     .map(Arc::new)
                     .and_then(|h| recover::check(&h, &path).map(|ops| (h, ops)));
                 match opened {
@@ -333,12 +332,49 @@ impl Writer {
             namespaces: config.namespaces.clone(),
             sink: shared.sink.clone(),
             metas: HotCache::new(META_CACHE_ENTRIES, usize::MAX),
-            states: HotCache::new(STATE_CACHE_ENTRIES, STATE_CACHE_BYTES),
+            states: HotCache::new(
+                STATE_CACHE_ENTRIES,
+                usize::try_from(config.state_cache_bytes / 2).unwrap_or(usize::MAX),
+            ),
             last_now: 0,
             shared,
             marks,
             ops,
             broken: None,
+        }
+    }
+
+    /// Keeps all memtables together under `write_buffer_bytes`: fjall's own
+    /// cap is not implemented (each keyspace may buffer 64 MiB), so when the
+    /// total is over, the largest memtable is sealed and flushed. Only one
+    /// flush at a time, so a slow disk gets fewer, larger tables rather than
+    /// a pile of tiny ones.
+    pub(super) fn bound_memtables(&mut self) {
+        use fjall::AbstractTree;
+        let cap = self.shared.config.write_buffer_bytes.max(1 << 20);
+        let db = &self.h.db;
+        if db.write_buffer_size() <= cap || db.outstanding_flushes() > 0 {
+            return;
+        }
+        let h = &self.h;
+        let largest = [
+            &h.log,
+            &h.states,
+            &h.versions,
+            &h.created,
+            &h.meta,
+            &h.ids,
+            &h.id_times,
+            &h.marks,
+        ]
+        .into_iter()
+        .max_by_key(|k| k.tree.active_memtable().size());
+        if let Some(keyspace) = largest
+            && let Err(e) = keyspace.rotate_memtable()
+        {
+            let e = space::write_error(&e);
+            tracing::warn!(error = %e, "cannot flush a memtable");
+            self.note_failure(&e);
         }
     }
 
