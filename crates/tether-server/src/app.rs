@@ -20,10 +20,6 @@ use crate::limits::ConnectionSlots;
 use crate::presence::Presence;
 use crate::ws::session::Sessions;
 
-/// Events a channel's broadcast buffer holds before a slow subscriber lags
-/// and falls back to reading the log.
-const BROADCAST_CAPACITY: usize = 1024;
-
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct App {
@@ -103,7 +99,7 @@ impl Server {
             config.max_connections,
             config.max_connections_per_key,
         ));
-        let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
+        let broker = Arc::new(Broker::new(config.broadcast_capacity));
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
         store_config.min_free_bytes = config.min_free_bytes;

@@ -40,6 +40,11 @@ pub struct Config {
     /// Most memory for the store writer's cache of hot message states, which
     /// spares streaming appends a read per fragment (bytes, approximate).
     pub store_state_cache_bytes: u64,
+    /// Recent events each subscribed channel keeps in memory for its live
+    /// subscribers; a subscriber further behind reads the log instead. The
+    /// buffer stays full (of old events) for as long as the channel has a
+    /// subscriber, so this times the number of watched channels is memory.
+    pub broadcast_capacity: usize,
     /// Development mode: no authentication, loopback only.
     pub dev: bool,
     /// PEM certificate chain: serve HTTPS and WSS (with `tls_key`).
@@ -136,6 +141,7 @@ impl Default for Config {
             store_cache_bytes: tether_store::StoreConfig::DEFAULT_CACHE_BYTES,
             store_write_buffer_bytes: tether_store::StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
             store_state_cache_bytes: tether_store::StoreConfig::DEFAULT_STATE_CACHE_BYTES,
+            broadcast_capacity: 1024,
             dev: false,
             tls_cert: None,
             tls_key: None,
