@@ -177,8 +177,8 @@ async fn full_disk_refuses_writes_serves_reads_and_recovers() {
 }
 
 /// The fallback: no reserve, so the write itself fails and fjall poisons
-/// the database. The writer refuses writes, keeps reads on the old
-/// database, and reopens it once space is back.
+/// the database. The writer reopens it at once (reads go on), refuses
+/// writes until the file system takes them again, and then resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_write_reopens_the_database_once_space_is_back() {
     let Some(fs) = Tmpfs::mount("48m") else {
@@ -204,8 +204,15 @@ async fn failed_write_reopens_the_database_once_space_is_back() {
     }
     assert!(refused > 150, "only {refused} writes were refused");
     assert!(matches!(store.health(), StoreHealth::NotReady { .. }));
-    // Reads are served by the failed database meanwhile.
-    assert_eq!(history_all(&store, &c).await.len(), acked.len());
+    // Reads are served meanwhile (by the database reopened after the
+    // failure). The one group whose write failed may be there: the journal
+    // can end up with all of it although the write reported a failure.
+    let during = history_all(&store, &c).await.len();
+    assert!(
+        during == acked.len() || during == acked.len() + 1,
+        "{during} messages readable, {} acknowledged",
+        acked.len()
+    );
     let delivered = sink.events().len();
     assert_eq!(delivered, acked.len(), "fan-out saw exactly the acknowledged");
 

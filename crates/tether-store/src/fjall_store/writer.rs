@@ -38,6 +38,8 @@ const STATE_CACHE_ENTRIES: usize = 2048;
 const META_CACHE_ENTRIES: usize = 65_536;
 /// How long a reopen waits for readers to let go of the failed database.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// Least time between attempts to open the database after it failed.
+const RETRY_OPEN: Duration = Duration::from_millis(500);
 
 /// What the writer is asked to do.
 // Nearly every command is a `Submit`: boxing it to shrink the rare ones would
@@ -67,6 +69,8 @@ pub(crate) struct Shared {
 pub(super) struct Broken {
     full: bool,
     message: String,
+    /// The database was closed and opened again since the failure.
+    reopened: bool,
 }
 
 impl Broken {
@@ -77,6 +81,7 @@ impl Broken {
                 StoreError::InsufficientStorage(m) | StoreError::Storage(m) => m.clone(),
                 other => other.to_string(),
             },
+            reopened: false,
         }
     }
 
@@ -118,6 +123,8 @@ struct Detached {
     marks: Marks,
     last_now: u64,
     broken: Broken,
+    /// When opening was last tried.
+    last_attempt: Instant,
 }
 
 enum State {
@@ -134,73 +141,125 @@ impl State {
         }
     }
 
-    /// Brings a writer whose database failed back: once the file system
-    /// takes writes again, closes the failed database, waits for readers to
-    /// let go of it, and opens it again (which recovers it to its last
-    /// committed batch). Caches start empty, so nothing of a failed batch
-    /// survives in memory.
-    fn heal(self) -> State {
+    /// Right after a write failed: closes the failed database at once and
+    /// opens it again, so reads go on from a database that recovered to its
+    /// last committed batch. Doing it at once matters: closing makes fjall
+    /// flush what it still buffers of the failed group, and while the disk
+    /// is still full that fails, so recovery drops the torn group instead
+    /// of finding it complete once space is back. Writes stay refused until
+    /// the file system takes writes again (see [`State::heal`]).
+    fn reset(self) -> State {
         match self {
-            State::Attached(w) if w.broken.is_none() => State::Attached(w),
-            State::Attached(w) => {
-                let config = &w.shared.config;
-                let ready = space::check(&config.path, config.min_free_bytes)
-                    .and_then(|()| space::probe(&config.path));
-                if let Err(e) = ready {
-                    w.shared.health.fail(&e);
-                    let mut w = w;
-                    w.broken = Some(Broken::new(&e));
-                    return State::Attached(w);
-                }
-                let Writer {
-                    h,
+            State::Attached(w) if w.broken.as_ref().is_some_and(|b| !b.reopened) => {
+                tracing::warn!("reopening the database after a failed write");
+                w.detach().attach()
+            }
+            other => other,
+        }
+    }
+
+    /// Lets writes resume once the file system takes them again (the
+    /// reserve is free and a probe file can be written and synced): reopens
+    /// the database first if it was not reopened since the failure. Caches
+    /// start empty after a reopen, so nothing of a failed batch survives in
+    /// memory.
+    fn heal(self) -> State {
+        let state = match self {
+            State::Detached(d) if d.last_attempt.elapsed() >= RETRY_OPEN => d.attach(),
+            other => other,
+        };
+        let State::Attached(mut w) = state else {
+            return state;
+        };
+        let Some(broken) = w.broken.clone() else {
+            return State::Attached(w);
+        };
+        let config = &w.shared.config;
+        let ready = space::check(&config.path, config.min_free_bytes)
+            .and_then(|()| space::probe(&config.path));
+        if let Err(e) = ready {
+            w.shared.health.fail(&e);
+            w.broken = Some(Broken {
+                reopened: broken.reopened,
+                ..Broken::new(&e)
+            });
+            return State::Attached(w);
+        }
+        let mut state = if broken.reopened {
+            State::Attached(w)
+        } else {
+            w.detach().attach()
+        };
+        if let State::Attached(w) = &mut state {
+            w.broken = None;
+            w.shared.health.recover();
+        }
+        state
+    }
+}
+
+impl Writer {
+    /// Closes the database: readers get an error for the moment until it is
+    /// open again, and the lock file is released once the last reader let go.
+    fn detach(self) -> Detached {
+        let Writer {
+            h,
+            shared,
+            marks,
+            last_now,
+            broken,
+            ..
+        } = self;
+        shared.slot.set(None);
+        let weak = Arc::downgrade(&h);
+        drop(h);
+        wait_released(&weak);
+        Detached {
+            shared,
+            marks,
+            last_now,
+            broken: broken.unwrap_or_else(|| Broken::new(&StoreError::Closed)),
+            last_attempt: Instant::now(),
+        }
+    }
+}
+
+impl Detached {
+    /// Opens the database again (fjall recovers it to its last committed
+    /// batch); the writer continues at the operation count found there, and
+    /// still refuses writes until [`State::heal`] lets them through.
+    fn attach(self) -> State {
+        let path = self.shared.config.path.clone();
+        let opened = super::Handles::open(&self.shared.config)
+            .map(Arc::new)
+            .and_then(|h| recover::check(&h, &path).map(|ops| (h, ops)));
+        match opened {
+            Ok((h, ops)) => {
+                let Detached {
                     shared,
                     marks,
                     last_now,
                     broken,
                     ..
-                } = *w;
-                tracing::warn!("reopening the database after a failed write");
-                shared.slot.set(None);
-                let weak = Arc::downgrade(&h);
-                drop(h);
-                wait_released(&weak);
-                State::Detached(Box::new(Detached {
-                    shared,
-                    marks,
-                    last_now,
-                    broken: broken.unwrap_or_else(|| Broken::new(&StoreError::Closed)),
-                }))
-                .heal()
+                } = self;
+                shared.slot.set(Some(h.clone()));
+                let mut w = Writer::new(h, shared, marks, ops);
+                w.last_now = last_now;
+                w.broken = Some(Broken {
+                    reopened: true,
+                    ..broken
+                });
+                tracing::info!(ops, "database reopened");
+                State::Attached(Box::new(w))
             }
-            State::Detached(d) => {
-                let path = d.shared.config.path.clone();
-                let opened = super::Handles::open(&d.shared.config)
-                    .map(Arc::new)
-                    .and_then(|h| recover::check(&h, &path).map(|ops| (h, ops)));
-                match opened {
-                    Ok((h, ops)) => {
-                        let Detached {
-                            shared,
-                            marks,
-                            last_now,
-                            ..
-                        } = *d;
-                        shared.slot.set(Some(h.clone()));
-                        shared.health.recover();
-                        let mut w = Writer::new(h, shared, marks, ops);
-                        w.last_now = last_now;
-                        tracing::info!(ops, "database reopened");
-                        State::Attached(Box::new(w))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reopening the database failed; retrying later");
-                        d.shared.health.fail(&e);
-                        let mut d = d;
-                        d.broken = Broken::new(&e);
-                        State::Detached(d)
-                    }
-                }
+            Err(e) => {
+                tracing::warn!(error = %e, "reopening the database failed; retrying");
+                self.shared.health.fail(&e);
+                State::Detached(Box::new(Detached {
+                    broken: Broken::new(&e),
+                    last_attempt: Instant::now(),
+                    ..self
+                }))
             }
         }
     }
@@ -252,7 +311,10 @@ pub(crate) fn run(writer: Writer, mut rx: mpsc::Receiver<Command>) {
                 }
                 let refusal = state.refusal();
                 match (&mut state, refusal) {
-                    (State::Attached(w), None) => w.process(subs),
+                    (State::Attached(w), None) => {
+                        w.process(subs);
+                        state = state.reset();
+                    }
                     (_, refusal) => {
                         for (_, reply) in subs {
                             let _ = reply.send(Err(refusal
@@ -271,6 +333,7 @@ pub(crate) fn run(writer: Writer, mut rx: mpsc::Receiver<Command>) {
                             tracing::warn!(error = %e, "retention sweep failed");
                             w.note_failure(e);
                         }
+                        state = state.reset();
                         result
                     }
                     (_, refusal) => Err(refusal.unwrap_or(StoreError::Closed)),
