@@ -168,7 +168,10 @@ impl Report {
         if !self.soak.is_empty() {
             out.push_str("\nsoak: server RSS (MiB) over time (s)\n");
             for s in &self.soak {
-                out.push_str(&format!("  {:>7.1} {:>8.1}  {}\n", s.t_s, s.rss_mib, s.phase));
+                out.push_str(&format!(
+                    "  {:>7.1} {:>8.1}  {}\n",
+                    s.t_s, s.rss_mib, s.phase
+                ));
             }
         }
         for (what, why) in &self.skipped {

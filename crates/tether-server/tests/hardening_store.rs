@@ -208,7 +208,11 @@ async fn full_disk_refuses_writes_with_50700_and_recovers_by_itself() {
             json!({"data": "refused too"}),
         )
         .await;
-    assert_eq!((status, &body["error"]["code"]), (507, &json!(50700)), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (507, &json!(50700)),
+        "{body}"
+    );
     // Not ready, with a reason; the server is not stopping.
     let (status, body) = http.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
@@ -281,7 +285,8 @@ fn damage(dir: &Path, how: Damage) {
                 .write(true)
                 .open(&path)
                 .expect("open journal");
-            file.set_len((end as f64 * fraction) as u64).expect("truncate");
+            file.set_len((end as f64 * fraction) as u64)
+                .expect("truncate");
         }
         Damage::ZeroLastBlock => {
             let mut file = std::fs::OpenOptions::new()
@@ -342,12 +347,18 @@ async fn lost_tail_is_detected(how: Damage) {
     for (on, from) in [(channel, top), (channel, &acked[0]), ("lobby", &other)] {
         let mut late = process.ws().await;
         let attached = late.attach(on, json!({"from": from})).await;
-        assert_eq!(attached["continuity"], "lost", "resume from {from}: {attached}");
+        assert_eq!(
+            attached["continuity"], "lost",
+            "resume from {from}: {attached}"
+        );
     }
     // A resume from the head after the repair is exact.
     let mut late = process.ws().await;
     let attached = late
-        .attach(channel, json!({"from": format!("{}-{:016}", &fresh[..13], seq(&fresh) - 1)}))
+        .attach(
+            channel,
+            json!({"from": format!("{}-{:016}", &fresh[..13], seq(&fresh) - 1)}),
+        )
         .await;
     assert_eq!(attached["continuity"], "resumed", "{attached}");
     // What survived is still readable, and the new message follows it.
@@ -360,8 +371,15 @@ async fn lost_tail_is_detected(how: Damage) {
     let process = Process::start(dir.path(), &[]);
     let mut ws = process.ws().await;
     let again = ws.publish(channel, json!({"data": "again"})).await;
-    assert_eq!(seq(again["serial"].as_str().expect("serial")), seq(&fresh) + 1);
-    assert!(!process.stderr().contains("DATA LOSS"), "{}", process.stderr());
+    assert_eq!(
+        seq(again["serial"].as_str().expect("serial")),
+        seq(&fresh) + 1
+    );
+    assert!(
+        !process.stderr().contains("DATA LOSS"),
+        "{}",
+        process.stderr()
+    );
     process.kill9();
 }
 

@@ -45,7 +45,9 @@ async fn truncated_journal_moves_serials_past_everything_acknowledged() {
     let (streaming, acked) = {
         let (store, _) = open(dir.path());
         let streaming = run(&store, &c, create_op("")).await.unwrap().serial;
-        run(&store, &c, append_op(streaming, "kept,")).await.unwrap();
+        run(&store, &c, append_op(streaming, "kept,"))
+            .await
+            .unwrap();
         let mut acked = Vec::new();
         for i in 0..100 {
             let op = create_op(&format!("{i}:{}", "x".repeat(300)));
@@ -55,7 +57,10 @@ async fn truncated_journal_moves_serials_past_everything_acknowledged() {
         (streaming, acked)
     };
     let (journal, end) = active_journal(dir.path());
-    let file = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
     file.set_len(end / 2).unwrap();
     drop(file);
 
@@ -70,7 +75,13 @@ async fn truncated_journal_moves_serials_past_everything_acknowledged() {
         assert!(is_damaged(&err), "{from}: {err}");
     }
     // The new head resumes exactly; new serials are past every ack.
-    assert!(store.read_log(&c, bounds.head(), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_log(&c, bounds.head(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let fresh = run(&store, &c, create_op("after")).await.unwrap().serial;
     assert!(fresh > top);
     assert_eq!(
@@ -91,7 +102,10 @@ async fn truncated_journal_moves_serials_past_everything_acknowledged() {
 
     // Reopening again finds nothing more to repair.
     let (store, _) = open(dir.path());
-    assert_eq!(store.bounds(&c).await.unwrap().unwrap().last_seq, fresh.seq() + 1);
+    assert_eq!(
+        store.bounds(&c).await.unwrap().unwrap().last_seq,
+        fresh.seq() + 1
+    );
     let next = run(&store, &c, create_op("again")).await.unwrap().serial;
     assert_eq!(next.seq(), fresh.seq() + 2);
 }
@@ -104,7 +118,10 @@ async fn an_intact_journal_is_left_alone() {
         let (store, _) = open(dir.path());
         let mut last = ORIGIN;
         for i in 0..20 {
-            last = run(&store, &c, create_op(&i.to_string())).await.unwrap().serial;
+            last = run(&store, &c, create_op(&i.to_string()))
+                .await
+                .unwrap()
+                .serial;
         }
         last
         // Dropped without `shutdown`: only the drop's persist.

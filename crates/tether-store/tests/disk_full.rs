@@ -52,7 +52,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -145,13 +148,20 @@ async fn full_disk_refuses_writes_serves_reads_and_recovers() {
     let c = ch("disk:full");
     let mut acked = Vec::new();
     for i in 0..20 {
-        acked.push(run(&store, &c, create_op(&format!("m{i}"))).await.unwrap().serial);
+        acked.push(
+            run(&store, &c, create_op(&format!("m{i}")))
+                .await
+                .unwrap()
+                .serial,
+        );
     }
     assert_eq!(store.health(), StoreHealth::Ready);
 
     let filler = fill(fs.path(), 4 << 20);
     for i in 0..5 {
-        let err = run(&store, &c, create_op(&format!("refused{i}"))).await.unwrap_err();
+        let err = run(&store, &c, create_op(&format!("refused{i}")))
+            .await
+            .unwrap_err();
         assert!(is_full(&err), "expected insufficient storage, got {err}");
     }
     let StoreHealth::NotReady { code, reason } = store.health() else {
@@ -167,13 +177,22 @@ async fn full_disk_refuses_writes_serves_reads_and_recovers() {
     std::fs::remove_file(filler).unwrap();
     wait_ready(&store).await;
     for i in 0..5 {
-        acked.push(run(&store, &c, create_op(&format!("after{i}"))).await.unwrap().serial);
+        acked.push(
+            run(&store, &c, create_op(&format!("after{i}")))
+                .await
+                .unwrap()
+                .serial,
+        );
     }
     assert_eq!(acked[20].seq(), acked[19].seq() + 1, "serials continue");
     assert_log(&store, &c, &acked).await;
     let history = history_all(&store, &c).await;
     assert_eq!(history.len(), 25);
-    assert!(history.iter().all(|m| !m.data.to_string().contains("refused")));
+    assert!(
+        history
+            .iter()
+            .all(|m| !m.data.to_string().contains("refused"))
+    );
 }
 
 /// The fallback: no reserve, so the write itself fails and fjall poisons
@@ -188,7 +207,12 @@ async fn failed_write_reopens_the_database_once_space_is_back() {
     let c = ch("disk:poisoned");
     let mut acked = Vec::new();
     for i in 0..20 {
-        acked.push(run(&store, &c, create_op(&format!("m{i}"))).await.unwrap().serial);
+        acked.push(
+            run(&store, &c, create_op(&format!("m{i}")))
+                .await
+                .unwrap()
+                .serial,
+        );
     }
     let filler = fill(fs.path(), 0);
     let mut refused = 0;
@@ -214,7 +238,11 @@ async fn failed_write_reopens_the_database_once_space_is_back() {
         acked.len()
     );
     let delivered = sink.events().len();
-    assert_eq!(delivered, acked.len(), "fan-out saw exactly the acknowledged");
+    assert_eq!(
+        delivered,
+        acked.len(),
+        "fan-out saw exactly the acknowledged"
+    );
 
     std::fs::remove_file(filler).unwrap();
     wait_ready(&store).await;
@@ -228,5 +256,8 @@ async fn failed_write_reopens_the_database_once_space_is_back() {
         "refused writes that reappeared after the reopen: {refused_applied} of {refused} \
          (the journal had taken them before the failure)"
     );
-    assert!(refused_applied <= 1, "at most the one failed group reappears");
+    assert!(
+        refused_applied <= 1,
+        "at most the one failed group reappears"
+    );
 }

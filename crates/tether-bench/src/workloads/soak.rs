@@ -134,10 +134,7 @@ fn slope(points: &[&SoakSample]) -> Option<f64> {
     let mx = points.iter().map(|p| p.t_s).sum::<f64>() / n;
     let my = points.iter().map(|p| p.rss_mib).sum::<f64>() / n;
     let sxx: f64 = points.iter().map(|p| (p.t_s - mx).powi(2)).sum();
-    let sxy: f64 = points
-        .iter()
-        .map(|p| (p.t_s - mx) * (p.rss_mib - my))
-        .sum();
+    let sxy: f64 = points.iter().map(|p| (p.t_s - mx) * (p.rss_mib - my)).sum();
     (sxx > 0.0).then(|| sxy / sxx)
 }
 

@@ -14,8 +14,8 @@ use tether_core::{Action, ChannelName, Message, Operation, Serial, Stamp, apply}
 use tokio::sync::oneshot;
 
 use super::keys::{id_key, id_time_key, seq_key, version_key};
-use super::recover::OPS_KEY;
 use super::records::{ChannelMeta, IdRecord, decode, encode, encode_ts};
+use super::recover::OPS_KEY;
 use super::writer::{Broken, Writer};
 use super::{FsyncMode, space, storage};
 use crate::{Ack, Committed, StoreError, Submission};
@@ -76,7 +76,10 @@ impl Writer {
         }
         let ops = self.ops.saturating_add(st.events.len() as u64);
         // The high-water mark is durable before any operation it covers.
-        let committed = self.marks.reserve(ops).and_then(|()| self.commit(&mut st, ops));
+        let committed = self
+            .marks
+            .reserve(ops)
+            .and_then(|()| self.commit(&mut st, ops));
         if let Err(e) = committed {
             let refusal = Broken::new(&e);
             for (reply, result) in st.replies {

@@ -56,8 +56,8 @@ use tether_core::{ChannelName, LogBounds, Message, Namespaces, Serial};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, StoreFuture,
-    StoreHealth, Submission,
+    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, StoreFuture, StoreHealth,
+    Submission,
 };
 use writer::{Command, Writer};
 
@@ -472,7 +472,10 @@ impl Drop for FjallStore {
         self.tx = None;
         self.ticker_stop = None;
         self.probe_stop = None;
-        for ticker in [self.ticker.take(), self.probe.take()].into_iter().flatten() {
+        for ticker in [self.ticker.take(), self.probe.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = ticker.join();
         }
         let writer = match self.writer.get_mut() {

@@ -7,9 +7,7 @@
 use std::cmp::Ordering;
 
 use fjall::{Readable, Snapshot};
-use tether_core::{
-    ChannelName, ContinuityLost, LogBounds, Message, ORIGIN, Serial, check_resume,
-};
+use tether_core::{ChannelName, ContinuityLost, LogBounds, Message, ORIGIN, Serial, check_resume};
 
 use super::keys::{channel_prefix, seq_key, trailing_seq};
 use super::records::{ChannelMeta, decode, decode_ts};
