@@ -42,8 +42,11 @@ pub struct Config {
     pub store_state_cache_bytes: u64,
     /// Recent events each subscribed channel keeps in memory for its live
     /// subscribers; a subscriber further behind reads the log instead. The
-    /// buffer stays full (of old events) for as long as the channel has a
-    /// subscriber, so this times the number of watched channels is memory.
+    /// buffer stays full (of old events, about 1 KiB each) for as long as
+    /// the channel has a subscriber, so this times the number of watched
+    /// channels is memory: at 1,024, 200 streaming channels held ~200 MiB.
+    /// Each subscriber also has its own outbound queue (`outbound_queue`)
+    /// behind this buffer.
     pub broadcast_capacity: usize,
     /// Development mode: no authentication, loopback only.
     pub dev: bool,
@@ -141,7 +144,7 @@ impl Default for Config {
             store_cache_bytes: tether_store::StoreConfig::DEFAULT_CACHE_BYTES,
             store_write_buffer_bytes: tether_store::StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
             store_state_cache_bytes: tether_store::StoreConfig::DEFAULT_STATE_CACHE_BYTES,
-            broadcast_capacity: 1024,
+            broadcast_capacity: 256,
             dev: false,
             tls_cert: None,
             tls_key: None,

@@ -111,6 +111,7 @@ impl Writer {
             let size = approx_size(&state);
             self.states.insert(key, state, size);
         }
+        self.report_memory();
         if !st.events.is_empty() {
             self.sink.deliver(st.events);
         }

@@ -38,6 +38,8 @@ const STATE_CACHE_ENTRIES: usize = 2048;
 const META_CACHE_ENTRIES: usize = 65_536;
 /// How long a reopen waits for readers to let go of the failed database.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// How often the writer logs what its memory holds (debug level).
+const MEMORY_REPORT: Duration = Duration::from_secs(10);
 /// Least time between attempts to open the database after it failed.
 const RETRY_OPEN: Duration = Duration::from_millis(500);
 
@@ -107,6 +109,8 @@ pub(crate) struct Writer {
     pub(super) states: HotCache<(ChannelName, u64), Message>,
     /// Last time handed out, so the writer's clock never goes backwards.
     last_now: u64,
+    /// When memory use was last logged.
+    last_report: Instant,
     pub(super) shared: Shared,
     /// The operation high-water mark (`marks.rs`).
     pub(super) marks: Marks,
@@ -400,11 +404,32 @@ impl Writer {
                 usize::try_from(config.state_cache_bytes / 2).unwrap_or(usize::MAX),
             ),
             last_now: 0,
+            last_report: Instant::now(),
             shared,
             marks,
             ops,
             broken: None,
         }
+    }
+
+    /// Logs, every few seconds at debug level, what the store's memory
+    /// holds (to tell its bounded parts from the rest of the process).
+    pub(super) fn report_memory(&mut self) {
+        if self.last_report.elapsed() < MEMORY_REPORT {
+            return;
+        }
+        self.last_report = Instant::now();
+        let db = &self.h.db;
+        tracing::debug!(
+            write_buffers = db.write_buffer_size(),
+            block_cache = db.cache_size(),
+            outstanding_flushes = db.outstanding_flushes(),
+            journals = db.journal_count(),
+            states_cached = self.states.len(),
+            states_cached_bytes = self.states.bytes(),
+            metas_cached = self.metas.len(),
+            "store memory"
+        );
     }
 
     /// Keeps all memtables together under `write_buffer_bytes`: fjall's own
