@@ -132,3 +132,45 @@ async fn an_intact_journal_is_left_alone() {
     let next = run(&store, &c, create_op("next")).await.unwrap().serial;
     assert_eq!(next.seq(), last.seq() + 1);
 }
+
+#[tokio::test]
+async fn a_journal_damaged_in_the_middle_is_named_and_recoverable() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ch("conv:garbled");
+    let top = {
+        let (store, _) = open(dir.path());
+        let mut top = ORIGIN;
+        for i in 0..20 {
+            let op = create_op(&format!("{i}:{}", "x".repeat(2000)));
+            top = run(&store, &c, op).await.unwrap().serial;
+        }
+        store.shutdown().await.unwrap();
+        top
+    };
+    // Flip one byte inside a message in the middle of the journal: its
+    // batch's checksum no longer matches.
+    let (journal, end) = active_journal(dir.path());
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let middle = (end / 2) as usize;
+    let at = middle + bytes[middle..].iter().position(|&b| b == b'x').unwrap() + 10;
+    bytes[at] = b'y';
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let sink = std::sync::Arc::new(Collect::default());
+    let err = tether_store::FjallStore::open(tether_store::StoreConfig::new(dir.path()), sink)
+        .err()
+        .expect("a garbled journal must not open silently");
+    let text = err.to_string();
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    assert!(text.contains(".jnl"), "{text}");
+
+    // What the message suggests: move the newest journal away.
+    std::fs::rename(&journal, dir.path().join("damaged.jnl.bak")).unwrap();
+    let (store, _) = open(dir.path());
+    let fresh = run(&store, &c, create_op("after")).await.unwrap().serial;
+    assert!(fresh > top, "serial {fresh} reused (acknowledged up to {top})");
+    // The whole channel was in that journal: it starts over in a new epoch,
+    // and the old position is refused either way.
+    let err = store.read_log(&c, top, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::ContinuityLost(_)), "{err}");
+}

@@ -271,6 +271,12 @@ fn open_error(path: &Path, e: &fjall::Error) -> StoreError {
                 lock.display()
             )
         }
+        fjall::Error::JournalRecovery(_) => format!(
+            " (a journal file, *.jnl in {}, is damaged before its end; keep a copy of the \
+             directory; moving the newest journal file away lets the store open without what \
+             it held, and the store then reports that loss and keeps serials past it)",
+            path.display()
+        ),
         _ => String::new(),
     };
     let what = format!("cannot open the database in {}: {e}{hint}", path.display());
