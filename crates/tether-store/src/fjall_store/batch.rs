@@ -143,8 +143,11 @@ impl Writer {
                 .insert(&self.h.meta, channel.as_str(), encode(meta)?);
         }
         if ops > self.ops {
+            // In both keyspaces that hold positions (see `recover.rs`).
             st.batch
-                .insert(&self.h.marks, OPS_KEY, ops.to_be_bytes().to_vec());
+                .insert(&self.h.meta, OPS_KEY, ops.to_be_bytes().to_vec());
+            st.batch
+                .insert(&self.h.log, OPS_KEY, ops.to_be_bytes().to_vec());
         }
         let mode = match self.fsync {
             FsyncMode::Batch | FsyncMode::Always => PersistMode::SyncData,

@@ -11,8 +11,8 @@
 //! # The count
 //! Every committed log entry (on any channel) increments one store-wide
 //! operation counter. Each group writes the counter's new value into its own
-//! fjall batch (keyspace `marks`), so what fjall recovers always carries the
-//! count of what it recovered. A channel's sequence grows by one per entry,
+//! fjall batch (in the `meta` and `log` keyspaces), so what fjall recovers
+//! always carries the count of what it recovered. A channel's sequence grows by one per entry,
 //! so a channel can have lost at most as many entries as the whole store.
 //!
 //! # This file

@@ -27,7 +27,7 @@
 //! | `meta`     | channel                      | epoch, first/last seq, count   |
 //! | `ids`      | channel, client message id   | serial and time of the original |
 //! | `id_times` | time, channel, id            | nothing: expiry index          |
-//! | `marks`    | `ops`                        | store-wide operation count (`marks.rs`) |
+//! | `meta`, `log` | `0x00 ops`                | store-wide operation count (`marks.rs`) |
 //!
 //! Every write of a group, metadata included, is one atomic fjall batch, so
 //! a crash leaves the store at a batch boundary.
@@ -216,7 +216,6 @@ pub(crate) struct Handles {
     pub(crate) meta: Keyspace,
     pub(crate) ids: Keyspace,
     pub(crate) id_times: Keyspace,
-    pub(crate) marks: Keyspace,
 }
 
 impl Handles {
@@ -233,7 +232,6 @@ impl Handles {
                 .map_err(|e| open_error(path, &e))
         };
         Ok(Handles {
-            marks: ks("marks")?,
             log: ks("log")?,
             states: ks("states")?,
             versions: ks("versions")?,

@@ -195,7 +195,11 @@ impl Handles {
         self.db
             .snapshot()
             .iter(&self.meta)
-            .map(|item| super::keys::channel_of_meta_key(&item.key().map_err(storage)?))
+            .filter_map(|item| match item.key() {
+                Ok(key) if super::recover::is_ops_key(&key) => None,
+                Ok(key) => Some(super::keys::channel_of_meta_key(&key)),
+                Err(e) => Some(Err(storage(e))),
+            })
             .collect()
     }
 

@@ -453,7 +453,6 @@ impl Writer {
             &h.meta,
             &h.ids,
             &h.id_times,
-            &h.marks,
         ]
         .into_iter()
         .max_by_key(|k| k.tree.active_memtable().size());
