@@ -40,7 +40,8 @@ const META_CACHE_ENTRIES: usize = 65_536;
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// How often the writer logs what its memory holds (debug level).
 const MEMORY_REPORT: Duration = Duration::from_secs(10);
-/// Least time between attempts to open the database after it failed.
+/// Least time between attempts to open the database after it failed, and
+/// between checks whether a failed file system takes writes again.
 const RETRY_OPEN: Duration = Duration::from_millis(500);
 
 /// What the writer is asked to do.
@@ -73,6 +74,10 @@ pub(super) struct Broken {
     message: String,
     /// The database was closed and opened again since the failure.
     reopened: bool,
+    /// When the failure was seen or last re-checked: checks are spaced by
+    /// [`RETRY_OPEN`], so a flood of refused writes does not turn into a
+    /// flood of probe files.
+    checked: Instant,
 }
 
 impl Broken {
@@ -84,6 +89,7 @@ impl Broken {
                 other => other.to_string(),
             },
             reopened: false,
+            checked: Instant::now(),
         }
     }
 
@@ -178,6 +184,9 @@ impl State {
         let Some(broken) = w.broken.clone() else {
             return State::Attached(w);
         };
+        if broken.checked.elapsed() < RETRY_OPEN {
+            return State::Attached(w);
+        }
         let config = &w.shared.config;
         let ready = space::check(&config.path, config.min_free_bytes)
             .and_then(|()| space::probe(&config.path));
