@@ -16,6 +16,7 @@ use tether_bench::workloads::peers::{
     self, FanoutProtocol, FanoutSpec, LogProtocol, LogSpec, PusherApp,
 };
 use tether_bench::workloads::resume::ResumeSpec;
+use tether_bench::workloads::soak::{self, SoakSpec};
 use tether_bench::workloads::stream::{self, StreamSpec};
 use tether_bench::workloads::{idle, resume};
 use tether_bench::{Ctx, Result, err};
@@ -27,7 +28,9 @@ use tether_bench::{Ctx, Result, err};
 /// (durability cost: W1 with --fsync batch vs never), sweep (W1 at several
 /// rates: latency vs load, plotted to --svg), peer-ds (vs the Durable
 /// Streams reference server), peer-sockudo (vs Sockudo), all (w1 w1-peak
-/// w2 w3 w4 w5), plot (re-draw a sweep's SVG from --from RESULT.json).
+/// w2 w3 w4 w5), plot (re-draw a sweep's SVG from --from RESULT.json),
+/// soak (steady W1 load for --duration with the server's RSS sampled every
+/// --sample-every seconds, then --cooldown idle seconds; not in `all`).
 #[derive(Debug, Parser)]
 #[command(name = "tether-bench", version)]
 struct Opts {
@@ -109,6 +112,12 @@ struct Opts {
     /// W4: clients in the resume storm.
     #[arg(long)]
     storm: Option<usize>,
+    /// Soak: seconds between RSS samples [default: 5].
+    #[arg(long)]
+    sample_every: Option<f64>,
+    /// Soak: sampled idle seconds after the load [default: 30].
+    #[arg(long)]
+    cooldown: Option<f64>,
     /// Sweep: per-channel rates, comma-separated (at --channels).
     #[arg(long, value_delimiter = ',')]
     sweep_rates: Option<Vec<f64>>,
@@ -209,6 +218,20 @@ impl Opts {
             s.storm_channels = 2;
         }
         s.storm_channels = s.storm_channels.min(s.storm.max(1));
+        s
+    }
+
+    fn soak(&self) -> SoakSpec {
+        let mut s = SoakSpec::default();
+        s.load.channels = self.pick(self.channels, s.load.channels, 10);
+        s.load.rate = self.pick(self.rate, s.load.rate, 50.0);
+        if let Some(n) = self.tokens_per_message {
+            s.load.tokens_per_message = n;
+        }
+        s.load.duration = self.secs(self.duration, s.load.duration.as_secs_f64(), 2.0);
+        s.load.warmup = self.secs(self.warmup, s.load.warmup.as_secs_f64(), 0.3);
+        s.sample_every = self.secs(self.sample_every, s.sample_every.as_secs_f64(), 0.5);
+        s.cooldown = self.secs(self.cooldown, s.cooldown.as_secs_f64(), 1.0);
         s
     }
 
@@ -344,6 +367,18 @@ async fn run_workload(o: &Opts, ctx: &Ctx, name: &str, report: &mut Report) -> R
                 .unwrap_or_else(|| PathBuf::from("tether-bench-sweep.svg"));
             std::fs::write(&path, sweep_svg(&points, &title))?;
             eprintln!("wrote {}", path.display());
+        }
+        "soak" => {
+            let spec = o.soak();
+            let server = o.tether(&o.fsync).await?;
+            let label = server.label.clone();
+            let result = soak::run(&server, &spec, ctx).await;
+            server.stop().await;
+            let (m, series) = result?;
+            report
+                .runs
+                .push(RunRecord::new("soak", &label, json!(spec), vec![m]));
+            report.soak = series;
         }
         "w3" => {
             let spec = o.w3();

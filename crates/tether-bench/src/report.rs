@@ -75,6 +75,8 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Points of a latency-vs-load sweep, if one ran.
     pub sweep: Vec<SweepPoint>,
+    /// The server's RSS over a soak run, if one ran.
+    pub soak: Vec<crate::workloads::soak::SoakSample>,
     /// Workloads that could not run, and why.
     pub skipped: Vec<(String, String)>,
 }
@@ -103,6 +105,7 @@ impl Report {
             runs: Vec::new(),
             ratios: Vec::new(),
             sweep: Vec::new(),
+            soak: Vec::new(),
             skipped: Vec::new(),
         }
     }
@@ -159,6 +162,15 @@ impl Report {
                 out.push_str(&format!(
                     "  {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2}\n",
                     p.offered_per_s, p.appends_per_s, p.p50_ms, p.p90_ms, p.p99_ms
+                ));
+            }
+        }
+        if !self.soak.is_empty() {
+            out.push_str("\nsoak: server RSS (MiB) over time (s)\n");
+            for s in &self.soak {
+                out.push_str(&format!(
+                    "  {:>7.1} {:>8.1}  {}\n",
+                    s.t_s, s.rss_mib, s.phase
                 ));
             }
         }

@@ -52,6 +52,10 @@ pub enum ContinuityLost {
     /// The position is beyond the newest entry: it was never issued here.
     #[error("this position was never issued by this channel")]
     Unknown,
+    /// The server's storage lost entries that may follow the position (a
+    /// damaged journal); the log continues after a gap.
+    #[error("messages after this position were lost by the server's storage")]
+    Damaged,
 }
 
 /// Whether entries after `position` can be replayed exactly from a log with

@@ -21,10 +21,6 @@ use crate::limits::ConnectionSlots;
 use crate::presence::Presence;
 use crate::ws::session::Sessions;
 
-/// Events a channel's broadcast buffer holds before a slow subscriber lags
-/// and falls back to reading the log.
-const BROADCAST_CAPACITY: usize = 1024;
-
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct App {
@@ -108,9 +104,13 @@ impl Server {
             config.max_connections_per_key,
             config.max_unauthenticated_connections,
         ));
-        let broker = Arc::new(Broker::new(BROADCAST_CAPACITY));
+        let broker = Arc::new(Broker::new(config.broadcast_capacity));
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
+        store_config.min_free_bytes = config.min_free_bytes;
+        store_config.cache_bytes = config.store_cache_bytes;
+        store_config.write_buffer_bytes = config.store_write_buffer_bytes;
+        store_config.state_cache_bytes = config.store_state_cache_bytes;
         store_config.namespaces = config.namespaces();
         // Every committed batch also updates the tracking of streaming
         // responses, so abandoned ones can be ended (engine::abandon).

@@ -25,6 +25,29 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// When the store fsyncs: `batch` (default), `always` or `never`.
     pub fsync: FsyncMode,
+    /// Free bytes the data directory's file system must keep. Below it,
+    /// writes are refused with 50700 (nothing applied), reads still work,
+    /// `/readyz` answers 503, and writing resumes by itself once space is
+    /// back. The reserve also keeps the store's own flushes and compactions
+    /// from failing. 0 disables the check.
+    pub min_free_bytes: u64,
+    /// Memory for the store's cache of disk blocks (bytes).
+    pub store_cache_bytes: u64,
+    /// Most memory all of the store's write buffers (memtables) hold
+    /// together before the largest is flushed to disk (bytes). Without a
+    /// cap each of its keyspaces may buffer 64 MiB.
+    pub store_write_buffer_bytes: u64,
+    /// Most memory for the store writer's cache of hot message states, which
+    /// spares streaming appends a read per fragment (bytes, approximate).
+    pub store_state_cache_bytes: u64,
+    /// Recent events each subscribed channel keeps in memory for its live
+    /// subscribers; a subscriber further behind reads the log instead. The
+    /// buffer stays full (of old events, about 1 KiB each) for as long as
+    /// the channel has a subscriber, so this times the number of watched
+    /// channels is memory: at 1,024, 200 streaming channels held ~200 MiB.
+    /// Each subscriber also has its own outbound queue (`outbound_queue`)
+    /// behind this buffer.
+    pub broadcast_capacity: usize,
     /// Development mode: no authentication, loopback only.
     pub dev: bool,
     /// PEM certificate chain: serve HTTPS and WSS (with `tls_key`).
@@ -117,6 +140,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             data_dir: PathBuf::from("./tether-data"),
             fsync: FsyncMode::Batch,
+            min_free_bytes: tether_store::StoreConfig::DEFAULT_MIN_FREE_BYTES,
+            store_cache_bytes: tether_store::StoreConfig::DEFAULT_CACHE_BYTES,
+            store_write_buffer_bytes: tether_store::StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
+            store_state_cache_bytes: tether_store::StoreConfig::DEFAULT_STATE_CACHE_BYTES,
+            broadcast_capacity: 256,
             dev: false,
             tls_cert: None,
             tls_key: None,

@@ -173,6 +173,11 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The disk (or the file system holding the data directory) is full:
+    /// the write was refused before anything of it was acknowledged. Reads
+    /// keep working and writing resumes by itself once space is back.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// Stored bytes could not be decoded.
     #[error("corrupt record in {what}: {detail}")]
     Corrupt {
@@ -191,12 +196,34 @@ impl StoreError {
             StoreError::ContinuityLost(_) => ErrorCode::ContinuityLost,
             StoreError::Closed => ErrorCode::ShuttingDown,
             StoreError::Storage(_) | StoreError::Corrupt { .. } => ErrorCode::StorageUnavailable,
+            StoreError::InsufficientStorage(_) => ErrorCode::InsufficientStorage,
         }
     }
 }
 
+/// Whether a store can take writes right now, for readiness checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writes are being accepted.
+    Ready,
+    /// Writes are refused until the condition clears (reads may still work).
+    NotReady {
+        /// What a write would be refused with right now.
+        code: ErrorCode,
+        /// Why, for operators.
+        reason: String,
+    },
+}
+
 /// The durable log of every channel.
 pub trait LogStore: Send + Sync + 'static {
+    /// Whether writes are being accepted right now (a full disk makes the
+    /// store refuse writes until space is back); `/readyz` reports it. The
+    /// default is for stores that have no such condition.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ready
+    }
+
     /// Queues an operation. Operations are applied in the order of `submit`
     /// calls; the returned future completes once the operation is queued
     /// (waiting only when the writer is saturated, which is back-pressure),

@@ -10,10 +10,13 @@
 //!   at once.
 //! - [`peers`]: the same measurements against the Durable Streams
 //!   reference server and Sockudo.
+//! - [`soak`]: minutes of steady W1-style load with the server's RSS
+//!   sampled throughout and after: memory must plateau.
 
 pub mod idle;
 pub mod peers;
 pub mod resume;
+pub mod soak;
 pub mod stream;
 
 use std::time::Duration;

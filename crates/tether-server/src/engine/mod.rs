@@ -107,6 +107,12 @@ impl Engine {
         &self.broker
     }
 
+    /// Whether the store takes writes (a full disk makes it refuse them),
+    /// for `/readyz`.
+    pub fn store_health(&self) -> tether_store::StoreHealth {
+        self.store.health()
+    }
+
     /// Authorizes `op` for `caller` (see [`Principal::authorize`]), charges
     /// one operation to its rate limit, and queues it stamped with
     /// `identity`; await the receipt for the acknowledgement. Calls from one
@@ -429,6 +435,13 @@ pub fn store_error(err: StoreError) -> ErrorInfo {
         return ErrorInfo::new(
             code,
             "the storage layer failed; the operation was not applied",
+        );
+    }
+    if code == ErrorCode::InsufficientStorage {
+        // The details (paths, byte counts) are logged by the store, once.
+        return ErrorInfo::new(
+            code,
+            "the server's disk is full: the write was refused; retry later",
         );
     }
     ErrorInfo::new(code, err.to_string())

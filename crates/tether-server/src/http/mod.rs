@@ -94,9 +94,19 @@ pub fn allowed_headers() -> [HeaderName; 4] {
     ]
 }
 
+/// 200 `ready`, or 503 with `{"error": {"code", "message"}}` saying why not:
+/// shutting down, or the store refusing writes (a full disk: code 50700;
+/// reads are still served, but a load balancer should send writers
+/// elsewhere).
 async fn readyz(State(app): State<App>) -> Response {
     if *app.shutdown.borrow() {
         return ApiError(ErrorInfo::new(ErrorCode::ShuttingDown, "shutting down")).into_response();
+    }
+    if let tether_store::StoreHealth::NotReady { code, reason } = app.engine.store_health() {
+        let body = ErrorBody {
+            error: ErrorInfo::new(code, format!("the store refuses writes: {reason}")),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     "ready".into_response()
 }

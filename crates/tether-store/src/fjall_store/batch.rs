@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 
 use super::keys::{id_key, id_time_key, seq_key, version_key};
 use super::records::{ChannelMeta, IdRecord, decode, encode, encode_ts};
-use super::writer::Writer;
-use super::{FsyncMode, storage};
+use super::recover::OPS_KEY;
+use super::writer::{Broken, Writer};
+use super::{FsyncMode, space, storage};
 use crate::{Ack, Committed, StoreError, Submission};
 
 type Reply = oneshot::Sender<Result<Ack, StoreError>>;
@@ -44,9 +45,23 @@ fn approx_size(m: &Message) -> usize {
 }
 
 impl Writer {
-    /// Processes one group. `Err` means the storage engine failed and the
-    /// writer must stop; refused operations are not errors here.
-    pub(super) fn process(&mut self, subs: Vec<(Submission, Reply)>) -> Result<(), StoreError> {
+    /// Processes one group. Refused operations get their refusal; when the
+    /// disk is short of space or the write fails, every other operation of
+    /// the group is refused with that failure and nothing of the group is
+    /// acknowledged, delivered or kept in the caches (a failed write also
+    /// marks the writer broken, see `writer.rs`).
+    pub(super) fn process(&mut self, subs: Vec<(Submission, Reply)>) {
+        // Checked before anything reaches fjall, which would poison itself
+        // on a failed write.
+        let config = &self.shared.config;
+        if let Err(e) = space::check(&config.path, config.min_free_bytes) {
+            self.shared.health.fail(&e);
+            let refusal = Broken::new(&e);
+            for (_, reply) in subs {
+                let _ = reply.send(Err(refusal.error()));
+            }
+            return;
+        }
         let now = self.now();
         let mut st = Staged {
             batch: self.h.db.batch(),
@@ -64,18 +79,32 @@ impl Writer {
             }
             st.replies.push((reply, result));
         }
-        let committed = self.commit(&mut st);
+        let ops = self.ops.saturating_add(st.events.len() as u64);
+        // The high-water mark is durable before any operation it covers.
+        let committed = self
+            .marks
+            .reserve(ops)
+            .and_then(|()| self.commit(&mut st, ops));
         if let Err(e) = committed {
+            let refusal = Broken::new(&e);
             for (reply, result) in st.replies {
                 // Refusals stand; everything else was not written.
                 let result = match result {
                     Err(StoreError::Rejected(r)) => Err(StoreError::Rejected(r)),
-                    _ => Err(StoreError::Storage(e.to_string())),
+                    _ => Err(refusal.error()),
                 };
                 let _ = reply.send(result);
             }
-            return Err(e);
+            self.note_failure(&e);
+            return;
         }
+        self.ops = ops;
+        // Before any acknowledgement (see `marks.rs`).
+        if let Err(e) = self.marks.record(ops) {
+            tracing::warn!(error = %e, "cannot record the operation count");
+        }
+        self.shared.health.recover();
+        self.bound_memtables();
         let mut over_limit = Vec::new();
         for (channel, meta) in st.metas {
             if meta.messages > self.namespaces.for_channel(&channel).max_messages {
@@ -87,6 +116,7 @@ impl Writer {
             let size = approx_size(&state);
             self.states.insert(key, state, size);
         }
+        self.report_memory();
         if !st.events.is_empty() {
             self.sink.deliver(st.events);
         }
@@ -95,16 +125,18 @@ impl Writer {
         for channel in over_limit {
             if let Err(e) = self.trim(&channel, now) {
                 tracing::warn!(%channel, error = %e, "trimming by count failed");
+                self.note_failure(&e);
+                break;
             }
         }
         for (reply, result) in st.replies {
             let _ = reply.send(result);
         }
-        Ok(())
     }
 
-    /// Writes the staged states and metadata, commits and persists.
-    fn commit(&mut self, st: &mut Staged) -> Result<(), StoreError> {
+    /// Writes the staged states, metadata and the operation count `ops`,
+    /// commits and persists.
+    fn commit(&mut self, st: &mut Staged, ops: u64) -> Result<(), StoreError> {
         for ((channel, seq), (state, dirty)) in &st.states {
             if *dirty {
                 st.batch
@@ -115,12 +147,22 @@ impl Writer {
             st.batch
                 .insert(&self.h.meta, channel.as_str(), encode(meta)?);
         }
+        if ops > self.ops {
+            // In both keyspaces that hold positions (see `recover.rs`).
+            st.batch
+                .insert(&self.h.meta, OPS_KEY, ops.to_be_bytes().to_vec());
+            st.batch
+                .insert(&self.h.log, OPS_KEY, ops.to_be_bytes().to_vec());
+        }
         let mode = match self.fsync {
             FsyncMode::Batch | FsyncMode::Always => PersistMode::SyncData,
             FsyncMode::Never => PersistMode::Buffer,
         };
         let batch = std::mem::replace(&mut st.batch, self.h.db.batch());
-        batch.durability(Some(mode)).commit().map_err(storage)
+        batch
+            .durability(Some(mode))
+            .commit()
+            .map_err(|e| space::write_error(&e))
     }
 
     /// Applies one submission to the staged group.

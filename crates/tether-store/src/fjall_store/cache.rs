@@ -74,9 +74,14 @@ impl<K: Hash + Eq + Clone, V> HotCache<K, V> {
     }
 
     /// How many entries are cached.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.young.len() + self.old.len()
+    }
+
+    /// Approximate bytes cached.
+    pub(crate) fn bytes(&self) -> usize {
+        let old: usize = self.old.values().map(|(_, size)| *size).sum();
+        self.young_bytes.saturating_add(old)
     }
 }
 

@@ -12,6 +12,10 @@
 //! - `retention`: dropping whole old messages, and forgetting old
 //!   idempotency ids.
 //! - `cache`: the writer's bounded cache of hot message states.
+//! - `space`: refusing writes while the disk is full, without poisoning
+//!   fjall; `health`: what `/readyz` reports.
+//! - `marks` / `recover`: the operation high-water mark outside the journal,
+//!   and the fix-up at open when the journal lost acknowledged data.
 //!
 //! # Keyspaces
 //! | keyspace   | key                          | value                          |
@@ -25,6 +29,7 @@
 //! | `id_times` | time, then the `ids` key     | nothing: expiry index          |
 //! | `sessions` | `s` connection id; `alive`   | session record; last alive time |
 //! | `session_ops` | connection id, seq        | outcome of a sequenced operation |
+//! | `meta`, `log` | `0x00 ops`                | store-wide operation count (`marks.rs`) |
 //!
 //! Idempotency keys were once `channel, id` with no publisher. Directories
 //! written then open unchanged: those records no longer match any publish
@@ -37,17 +42,21 @@
 mod batch;
 mod cache;
 mod keys;
+mod marks;
 mod reader;
 mod records;
+mod recover;
 mod retention;
 mod sessions;
+mod space;
 mod streaming;
 mod writer;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,7 +65,8 @@ use tether_core::{ChannelName, LogBounds, Message, Namespaces, Serial};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, StoreFuture, Submission,
+    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, StoreFuture, StoreHealth,
+    Submission,
 };
 use writer::{Command, Writer};
 
@@ -140,11 +150,51 @@ pub struct StoreConfig {
     /// (retention by count still happens on write; [`FjallStore::sweep`]
     /// runs a sweep by hand).
     pub retention_sweep: Duration,
+    /// Free bytes the data directory's file system must keep: below this,
+    /// writes are refused with [`StoreError::InsufficientStorage`] (nothing
+    /// of them applied) and the store reports not ready, until space is
+    /// back. The reserve keeps fjall's own flushes and compactions from
+    /// failing on a full disk (which would stop the database until it is
+    /// reopened). 0 disables the check; a full disk is then noticed only
+    /// when a write fails.
+    pub min_free_bytes: u64,
+    /// While writes are refused, how often the store checks by itself
+    /// whether space is back (a write also checks).
+    pub health_probe: Duration,
+    /// Store-wide operations reserved ahead in the serial high-water mark
+    /// (`tether-serials`): one fsync of that small file per this many
+    /// operations. After a machine restart without a clean shutdown, up to
+    /// this many operations count as possibly lost.
+    pub serial_reserve: u64,
+    /// fjall's block cache (bytes): recently read disk blocks.
+    pub cache_bytes: u64,
+    /// Most bytes all memtables hold together: over it, the writer has the
+    /// largest flushed to disk. fjall enforces no such total (each keyspace
+    /// may buffer 64 MiB before flushing, eight keyspaces here), so under
+    /// steady load memory kept growing for minutes. At least 1 MiB.
+    pub write_buffer_bytes: u64,
+    /// The writer's cache of hot message states (approximate bytes, in two
+    /// generations of half each, see `cache.rs`). Streaming needs only the
+    /// messages being streamed to be hot.
+    pub state_cache_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Default of [`StoreConfig::min_free_bytes`]: 64 MiB.
+    pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
+    /// Default of [`StoreConfig::cache_bytes`]: 32 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+    /// Default of [`StoreConfig::write_buffer_bytes`]: 64 MiB.
+    pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 64 << 20;
+    /// Default of [`StoreConfig::state_cache_bytes`]: 32 MiB.
+    pub const DEFAULT_STATE_CACHE_BYTES: u64 = 32 << 20;
 }
 
 impl StoreConfig {
     /// The defaults for a store at `path`: group commit, batches of 1024, a
-    /// queue of 8192, default namespace settings, a sweep every 30 s.
+    /// queue of 8192, default namespace settings, a sweep every 30 s, a
+    /// 64 MiB free-space reserve probed every second, 10,000 operations
+    /// reserved ahead.
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             path: path.into(),
@@ -153,6 +203,12 @@ impl StoreConfig {
             queue_capacity: 8192,
             namespaces: Namespaces::default(),
             retention_sweep: Duration::from_secs(30),
+            min_free_bytes: StoreConfig::DEFAULT_MIN_FREE_BYTES,
+            health_probe: Duration::from_secs(1),
+            serial_reserve: 10_000,
+            cache_bytes: StoreConfig::DEFAULT_CACHE_BYTES,
+            write_buffer_bytes: StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
+            state_cache_bytes: StoreConfig::DEFAULT_STATE_CACHE_BYTES,
         }
     }
 }
@@ -174,11 +230,17 @@ pub(crate) struct Handles {
 }
 
 impl Handles {
-    fn open(path: &std::path::Path) -> Result<Handles, StoreError> {
-        let db = Database::builder(path).open().map_err(storage)?;
+    /// Opens the database; errors name the path (and what to do, when that
+    /// is known).
+    fn open(config: &StoreConfig) -> Result<Handles, StoreError> {
+        let path = config.path.as_path();
+        let db = Database::builder(path)
+            .cache_size(config.cache_bytes)
+            .open()
+            .map_err(|e| open_error(path, &e))?;
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(storage)
+                .map_err(|e| open_error(path, &e))
         };
         Ok(Handles {
             log: ks("log")?,
@@ -200,6 +262,119 @@ pub(crate) fn storage(e: fjall::Error) -> StoreError {
     StoreError::Storage(e.to_string())
 }
 
+/// Why the database at `path` could not be opened, naming the path, and the
+/// lock file when that is what is missing or held.
+fn open_error(path: &Path, e: &fjall::Error) -> StoreError {
+    let lock = path.join("lock");
+    let hint = match e {
+        fjall::Error::Locked => format!(
+            " (another process holds the lock {}; one process per data directory)",
+            lock.display()
+        ),
+        fjall::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::NotFound
+                && path.join("version").exists()
+                && !lock.exists() =>
+        {
+            format!(
+                " (the lock file {} is missing; if no other process uses this directory, \
+                 create it empty and start again)",
+                lock.display()
+            )
+        }
+        fjall::Error::JournalRecovery(_) => format!(
+            " (a journal file, *.jnl in {}, is damaged before its end; keep a copy of the \
+             directory; moving the newest journal file away lets the store open without what \
+             it held, and the store then reports that loss and keeps serials past it)",
+            path.display()
+        ),
+        _ => String::new(),
+    };
+    let what = format!("cannot open the database in {}: {e}{hint}", path.display());
+    match e {
+        fjall::Error::Io(io) => space::io_error(io, &what),
+        _ => StoreError::Storage(what),
+    }
+}
+
+/// The current database handles, shared by the writer and the readers.
+///
+/// Empty only while the writer reopens the database after a failed write
+/// (fjall refuses all writes after one failed, until reopened); reads then
+/// fail with [`StoreError::Storage`] for that moment.
+pub(crate) struct Slot {
+    current: RwLock<Option<Arc<Handles>>>,
+}
+
+impl Slot {
+    fn new(handles: Arc<Handles>) -> Slot {
+        Slot {
+            current: RwLock::new(Some(handles)),
+        }
+    }
+
+    /// The handles to read with.
+    pub(crate) fn get(&self) -> Result<Arc<Handles>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Storage("the database is being reopened after a storage failure".into())
+            })
+    }
+
+    pub(crate) fn set(&self, handles: Option<Arc<Handles>>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = handles;
+    }
+}
+
+/// Whether the store takes writes: set by the writer, read by `/readyz`.
+#[derive(Default)]
+pub(crate) struct Health {
+    not_ready: AtomicBool,
+    state: Mutex<Option<(tether_core::ErrorCode, String)>>,
+}
+
+impl Health {
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.not_ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self) -> StoreHealth {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => StoreHealth::Ready,
+            Some((code, reason)) => StoreHealth::NotReady {
+                code: *code,
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Marks the store as refusing writes because of `error`; logs the
+    /// change once, not per refused write.
+    pub(crate) fn fail(&self, error: &StoreError) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.is_none() {
+            tracing::error!(error = %error, "the store refuses writes until this clears");
+        }
+        *state = Some((error.code(), error.to_string()));
+        self.not_ready.store(true, Ordering::Release);
+    }
+
+    /// Marks the store as taking writes again.
+    pub(crate) fn recover(&self) {
+        if self.is_ready() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.take().is_some() {
+            tracing::info!("the store takes writes again");
+        }
+        self.not_ready.store(false, Ordering::Release);
+    }
+}
+
 /// The embedded [`LogStore`]: one fjall database, one writer thread.
 ///
 /// Reads run inline on the calling task against a fjall snapshot (they are
@@ -211,40 +386,73 @@ pub(crate) fn storage(e: fjall::Error) -> StoreError {
 /// everything already queued, persists and joins the thread (this blocks
 /// briefly); [`FjallStore::shutdown`] does the same without blocking.
 pub struct FjallStore {
-    handles: Handles,
+    slot: Arc<Slot>,
+    health: Arc<Health>,
     /// `None` once dropping; taking it closes the queue.
     tx: Option<mpsc::Sender<Command>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Dropping it wakes and stops the sweep timer.
     ticker_stop: Option<std::sync::mpsc::Sender<()>>,
     ticker: Option<JoinHandle<()>>,
+    /// Dropping it stops the health probe timer.
+    probe_stop: Option<std::sync::mpsc::Sender<()>>,
+    probe: Option<JoinHandle<()>>,
 }
 
 impl FjallStore {
     /// Opens (or creates) the store at `config.path` and starts its writer
     /// thread, which hands every committed batch to `sink`.
     pub fn open(config: StoreConfig, sink: Arc<dyn CommitSink>) -> Result<FjallStore, StoreError> {
-        std::fs::create_dir_all(&config.path)
-            .map_err(|e| StoreError::Storage(format!("{}: {e}", config.path.display())))?;
-        let handles = Handles::open(&config.path)?;
+        std::fs::create_dir_all(&config.path).map_err(|e| {
+            space::io_error(
+                &e,
+                &format!("cannot create the data directory {}", config.path.display()),
+            )
+        })?;
+        let handles = Arc::new(Handles::open(&config)?);
+        let ops = recover::check(&handles, &config.path)?;
+        let marks = marks::Marks::open(&config.path, ops, config.serial_reserve)?;
+        let slot = Arc::new(Slot::new(handles.clone()));
+        let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let writer = Writer::new(handles.clone(), &config, sink);
+        let writer = Writer::new(
+            handles,
+            writer::Shared {
+                config: config.clone(),
+                slot: slot.clone(),
+                health: health.clone(),
+                sink,
+            },
+            marks,
+            ops,
+        );
         let writer = std::thread::Builder::new()
             .name("tether-store-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer::run(writer, rx))
             .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
         let (ticker_stop, ticker) = if config.retention_sweep.is_zero() {
             (None, None)
         } else {
-            let (stop, handle) = writer::spawn_ticker(config.retention_sweep, tx.downgrade())?;
+            let (stop, handle) =
+                writer::spawn_ticker(config.retention_sweep, tx.downgrade(), None)?;
+            (Some(stop), Some(handle))
+        };
+        let (probe_stop, probe) = if config.health_probe.is_zero() {
+            (None, None)
+        } else {
+            let (stop, handle) =
+                writer::spawn_ticker(config.health_probe, tx.downgrade(), Some(health.clone()))?;
             (Some(stop), Some(handle))
         };
         Ok(FjallStore {
-            handles,
+            slot,
+            health,
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
             ticker_stop,
             ticker,
+            probe_stop,
+            probe,
         })
     }
 
@@ -280,7 +488,11 @@ impl Drop for FjallStore {
         // Closing the queue lets the writer drain it, persist and exit.
         self.tx = None;
         self.ticker_stop = None;
-        if let Some(ticker) = self.ticker.take() {
+        self.probe_stop = None;
+        for ticker in [self.ticker.take(), self.probe.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = ticker.join();
         }
         let writer = match self.writer.get_mut() {
@@ -296,6 +508,14 @@ impl Drop for FjallStore {
 }
 
 impl LogStore for FjallStore {
+    fn health(&self) -> StoreHealth {
+        if self.health.is_ready() {
+            StoreHealth::Ready
+        } else {
+            self.health.get()
+        }
+    }
+
     fn submit(&self, submission: Submission) -> StoreFuture<'_, Result<Receipt, StoreError>> {
         Box::pin(async move {
             let (reply, receipt) = Receipt::channel();
@@ -309,7 +529,7 @@ impl LogStore for FjallStore {
         channel: &ChannelName,
     ) -> StoreFuture<'_, Result<Option<LogBounds>, StoreError>> {
         let channel = channel.clone();
-        Box::pin(async move { self.handles.bounds(&channel) })
+        Box::pin(async move { self.slot.get()?.bounds(&channel) })
     }
 
     fn read_log(
@@ -319,7 +539,7 @@ impl LogStore for FjallStore {
         limit: usize,
     ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>> {
         let channel = channel.clone();
-        Box::pin(async move { self.handles.read_log(&channel, after, limit) })
+        Box::pin(async move { self.slot.get()?.read_log(&channel, after, limit) })
     }
 
     fn message(
@@ -328,7 +548,7 @@ impl LogStore for FjallStore {
         serial: Serial,
     ) -> StoreFuture<'_, Result<Option<Message>, StoreError>> {
         let channel = channel.clone();
-        Box::pin(async move { self.handles.message(&channel, serial) })
+        Box::pin(async move { self.slot.get()?.message(&channel, serial) })
     }
 
     fn versions(
@@ -337,7 +557,7 @@ impl LogStore for FjallStore {
         serial: Serial,
     ) -> StoreFuture<'_, Result<Vec<Message>, StoreError>> {
         let channel = channel.clone();
-        Box::pin(async move { self.handles.versions(&channel, serial) })
+        Box::pin(async move { self.slot.get()?.versions(&channel, serial) })
     }
 
     fn history(
@@ -346,12 +566,12 @@ impl LogStore for FjallStore {
         query: HistoryQuery,
     ) -> StoreFuture<'_, Result<HistoryPage, StoreError>> {
         let channel = channel.clone();
-        Box::pin(async move { self.handles.history(&channel, &query) })
+        Box::pin(async move { self.slot.get()?.history(&channel, &query) })
     }
 
     fn streaming_messages(
         &self,
     ) -> StoreFuture<'_, Result<Vec<(ChannelName, Message)>, StoreError>> {
-        Box::pin(async move { self.handles.streaming_messages() })
+        Box::pin(async move { self.slot.get()?.streaming_messages() })
     }
 }

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use fjall::{Readable, Snapshot};
-use tether_core::{ChannelName, ContinuityLost, LogBounds, Message, Serial, check_resume};
+use tether_core::{ChannelName, ContinuityLost, LogBounds, Message, ORIGIN, Serial, check_resume};
 
 use super::keys::{channel_prefix, seq_key, trailing_seq};
 use super::records::{ChannelMeta, decode, decode_ts};
@@ -42,6 +42,13 @@ impl Handles {
     ) -> Result<Vec<Message>, StoreError> {
         let snap = self.db.snapshot();
         let meta = self.meta_in(&snap, channel)?;
+        if let Some(m) = &meta
+            && m.resume_floor > 0
+            && (after == ORIGIN || (after.epoch() == m.epoch && after.seq() < m.resume_floor))
+        {
+            // Entries after `after` may have been lost (see `recover.rs`).
+            return Err(ContinuityLost::Damaged.into());
+        }
         check_resume(after, meta.map(|m| m.bounds()).as_ref())?;
         let Some(meta) = meta else {
             return Ok(Vec::new());
@@ -188,7 +195,11 @@ impl Handles {
         self.db
             .snapshot()
             .iter(&self.meta)
-            .map(|item| super::keys::channel_of_meta_key(&item.key().map_err(storage)?))
+            .filter_map(|item| match item.key() {
+                Ok(key) if super::recover::is_ops_key(&key) => None,
+                Ok(key) => Some(super::keys::channel_of_meta_key(&key)),
+                Err(e) => Some(Err(storage(e))),
+            })
             .collect()
     }
 

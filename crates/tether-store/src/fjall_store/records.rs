@@ -80,6 +80,12 @@ pub(crate) struct ChannelMeta {
     /// starts here instead of walking the tombstones of earlier purges.
     #[serde(default)]
     pub log_floor: u64,
+    /// Set when the journal lost acknowledged data (see `recover.rs`): the
+    /// lowest position a resume may start from. Positions before it in this
+    /// epoch may name entries that were lost, so they get continuity lost.
+    /// 0 when nothing was ever lost.
+    #[serde(default)]
+    pub resume_floor: u64,
 }
 
 impl ChannelMeta {
@@ -92,14 +98,22 @@ impl ChannelMeta {
             messages: 0,
             last_ts: 0,
             log_floor: 1,
+            resume_floor: 0,
         }
     }
 
     /// The part readers are told.
+    /// Entries before a resume floor cannot be replayed exactly, so the
+    /// floor counts as the start of the log.
     pub(crate) fn bounds(&self) -> LogBounds {
+        let first_seq = if self.resume_floor > 0 {
+            self.first_seq.max(self.resume_floor.saturating_add(1))
+        } else {
+            self.first_seq
+        };
         LogBounds {
             epoch: self.epoch,
-            first_seq: self.first_seq,
+            first_seq,
             last_seq: self.last_seq,
         }
     }

@@ -101,13 +101,14 @@ impl SessionStore for FjallStore {
         let mut value = Vec::with_capacity(record.len() + 1);
         value.push(1);
         value.extend_from_slice(record);
-        let h = &self.handles;
+        let h = self.slot.get()?;
         h.commit_buffered(|b| b.insert(&h.sessions, session_key(connection_id), value))
     }
 
     fn session(&self, connection_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self
-            .handles
+            .slot
+            .get()?
             .sessions
             .get(session_key(connection_id))
             .map_err(storage)?;
@@ -116,7 +117,7 @@ impl SessionStore for FjallStore {
 
     fn sessions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.handles.sessions.prefix([SESSION]) {
+        for item in self.slot.get()?.sessions.prefix([SESSION]) {
             let (key, value) = item.into_inner().map_err(storage)?;
             let id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
             out.push((id, unversion(&value)?));
@@ -125,7 +126,7 @@ impl SessionStore for FjallStore {
     }
 
     fn delete_session(&self, connection_id: &str) -> Result<(), StoreError> {
-        let h = &self.handles;
+        let h = self.slot.get()?;
         let mut keys = Vec::new();
         for item in h.session_ops.prefix(outcome_prefix(connection_id)) {
             keys.push(item.key().map_err(storage)?);
@@ -147,7 +148,8 @@ impl SessionStore for FjallStore {
     fn outcomes(&self, connection_id: &str) -> Result<Vec<(u64, SeqOutcome)>, StoreError> {
         let mut out = Vec::new();
         for item in self
-            .handles
+            .slot
+            .get()?
             .session_ops
             .prefix(outcome_prefix(connection_id))
         {
@@ -171,12 +173,12 @@ impl SessionStore for FjallStore {
     }
 
     fn set_alive(&self, now_ms: u64) -> Result<(), StoreError> {
-        let h = &self.handles;
+        let h = self.slot.get()?;
         h.commit_buffered(|b| b.insert(&h.sessions, ALIVE, now_ms.to_be_bytes().to_vec()))
     }
 
     fn alive(&self) -> Result<Option<u64>, StoreError> {
-        let value = self.handles.sessions.get(ALIVE).map_err(storage)?;
+        let value = self.slot.get()?.sessions.get(ALIVE).map_err(storage)?;
         Ok(value
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
             .map(u64::from_be_bytes))
