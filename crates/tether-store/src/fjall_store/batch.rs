@@ -81,17 +81,37 @@ impl Writer {
         }
         let ops = self.ops.saturating_add(st.events.len() as u64);
         // The high-water mark is durable before any operation it covers.
-        let committed = self
-            .marks
-            .reserve(ops)
-            .and_then(|()| self.commit(&mut st, ops));
-        if let Err(e) = committed {
-            let refusal = Broken::new(&e);
+        // A failed reservation wrote nothing: the group is refused. A
+        // failed commit may have reached the journal anyway (fjall can
+        // recover a batch whose write reported an error), so its outcome is
+        // unknown and the client is told so (50300, retry with the same
+        // message id) rather than that nothing was applied.
+        let committed = match self.marks.reserve(ops) {
+            Err(e) => {
+                let refusal = Broken::new(&e);
+                Err((
+                    Box::new(move || refusal.error()) as Box<dyn Fn() -> StoreError>,
+                    e,
+                ))
+            }
+            Ok(()) => self.commit(&mut st, ops).map_err(|e| {
+                let unknown = format!(
+                    "the write failed ({e}); it may or may not have been applied: \
+                     retry with the same message id"
+                );
+                (
+                    Box::new(move || StoreError::Storage(unknown.clone()))
+                        as Box<dyn Fn() -> StoreError>,
+                    e,
+                )
+            }),
+        };
+        if let Err((told, e)) = committed {
             for (reply, result) in st.replies {
-                // Refusals stand; everything else was not written.
+                // Refusals by the folding rules stand.
                 let result = match result {
                     Err(StoreError::Rejected(r)) => Err(StoreError::Rejected(r)),
-                    _ => Err(refusal.error()),
+                    _ => Err(told()),
                 };
                 let _ = reply.send(result);
             }
