@@ -25,6 +25,10 @@ impl Handles {
         let mut found = Vec::new();
         for item in snap.iter(&self.meta) {
             let key = item.key().map_err(storage)?;
+            // The store-wide operation count shares the keyspace.
+            if super::recover::is_ops_key(&key) {
+                continue;
+            }
             let channel = channel_of_meta_key(&key)?;
             for item in snap.prefix(&self.states, channel_prefix(&channel)) {
                 let value = item.value().map_err(storage)?;
