@@ -2,6 +2,8 @@
 //! and small WebSocket / HTTP / SSE clients that speak the wire protocol.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
