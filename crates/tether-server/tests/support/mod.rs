@@ -257,6 +257,16 @@ impl Http {
     }
 }
 
+/// An `authorization` header value for HTTP Basic auth with `pair`
+/// (`key:secret`).
+pub fn basic(pair: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 /// Folds `message` frames' events the way clients do: `tether_core::View`.
 pub fn fold(view: &mut tether_core::View, frame: &Value) -> bool {
     let event: tether_core::Message =
