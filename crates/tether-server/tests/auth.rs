@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{TestServer, Ws};
+use support::{TestServer, Ws, basic};
 use tether_core::Capabilities;
 use tether_server::auth::KeyConfig;
 
@@ -41,13 +41,6 @@ async fn secured() -> TestServer {
         ]);
     })
     .await
-}
-
-fn basic(pair: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
 }
 
 /// Mints a token for `client_id` with `caps` through the REST endpoint.

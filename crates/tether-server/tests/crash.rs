@@ -4,72 +4,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
-use support::Ws;
+use support::process::{Process, Tether};
 
-/// The real `tether` binary, serving `dir` on a free port.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn start(dir: &Path, fsync: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--fsync",
-                fsync,
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("TETHER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tether");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Process { child, base }
-    }
-
-    fn kill9(mut self) {
-        // Child::kill sends SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-
-    async fn ws(&self) -> Ws {
-        Ws::connect(&format!("{}/ws", self.base.replace("http://", "ws://"))).await
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real `tether` binary, serving `dir` on a free port with `--fsync`.
+fn start(dir: &Path, fsync: &str) -> Process {
+    Tether::new(dir).args(["--fsync", fsync]).start()
 }
 
 async fn kill_mid_stream(fsync: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:crash";
-    let process = Process::start(dir.path(), fsync);
+    let process = start(dir.path(), fsync);
     let mut agent = process.ws().await;
     let created = agent
         .publish(channel, json!({"data": "", "id": "resp-1"}))
@@ -99,11 +47,8 @@ async fn kill_mid_stream(fsync: &str) {
     }
     process.kill9();
 
-    let process = Process::start(dir.path(), fsync);
-    let http = support::Http {
-        base: process.base.clone(),
-        client: reqwest::Client::new(),
-    };
+    let process = start(dir.path(), fsync);
+    let http = process.http();
     let history = http.history(channel).await;
     assert_eq!(history.len(), 2);
     let data = history[0]["data"].as_str().expect("string data");
@@ -154,13 +99,13 @@ async fn kill_9_loses_nothing_acknowledged_fsync_never() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_data_dir_means_new_epoch_and_lost_continuity() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = Process::start(dir.path(), "batch");
+    let process = start(dir.path(), "batch");
     let mut ws = process.ws().await;
     let old = ws.publish("lobby", json!({"data": "before"})).await;
     process.kill9();
     std::fs::remove_dir_all(dir.path()).expect("wipe");
 
-    let process = Process::start(dir.path(), "batch");
+    let process = start(dir.path(), "batch");
     let mut ws = process.ws().await;
     let new = ws.publish("lobby", json!({"data": "after"})).await;
     assert_ne!(

@@ -6,75 +6,21 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::process::{Process, Tether};
 use support::{Http, Ws};
 
 /// The real `tether` binary in dev mode, serving `dir/data` on a free port
-/// with `config` as its TOML file.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn start(dir: &Path, config: &str) -> Process {
-        let file = dir.join("tether.toml");
-        std::fs::write(&file, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .env("TETHER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tether");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Process { child, base }
-    }
-
-    fn kill9(mut self) {
-        // Child::kill sends SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-
-    async fn ws(&self) -> Ws {
-        Ws::connect(&format!(
-            "{}/ws?rollup_ms=0",
-            self.base.replace("http://", "ws://")
-        ))
-        .await
-    }
-
-    fn http(&self) -> Http {
-        Http {
-            base: self.base.clone(),
-            client: reqwest::Client::new(),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// with `config` as its TOML file (written to `dir/tether.toml`); its
+/// WebSockets have roll-up off.
+fn start(dir: &Path, config: &str) -> Process {
+    Tether::new(dir.join("data"))
+        .config(dir.join("tether.toml"), config)
+        .ws_query("rollup_ms=0")
+        .start()
 }
 
 /// The current message `serial` of `channel`, from REST.
@@ -126,7 +72,7 @@ abandon_after_secs = 0
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_whose_writer_stops_is_ended_as_abandoned() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = Process::start(dir.path(), CONFIG);
+    let process = start(dir.path(), CONFIG);
     let channel = "quick:conversation";
     let mut subscriber = process.ws().await;
     subscriber.attach(channel, json!({})).await;
@@ -190,7 +136,7 @@ async fn a_response_whose_writer_stops_is_ended_as_abandoned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_that_completes_is_left_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = Process::start(dir.path(), CONFIG);
+    let process = start(dir.path(), CONFIG);
     let channel = "quick:done";
     let mut agent = process.ws().await;
     let created = agent
@@ -235,7 +181,7 @@ async fn responses_left_streaming_by_a_killed_server_end_after_restart() {
         fake.base_url()
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = Process::start(dir.path(), &config);
+    let process = start(dir.path(), &config);
     let http = process.http();
 
     // The bridge streams into a channel whose namespace would wait 300 s.
@@ -284,7 +230,7 @@ async fn responses_left_streaming_by_a_killed_server_end_after_restart() {
     drop(agent);
     process.kill9();
 
-    let process = Process::start(dir.path(), &config);
+    let process = start(dir.path(), &config);
     let http = process.http();
     // The bridge's response is ended at start-up, before anything else.
     let message = current(&http, bridge_channel, &bridge).await;

@@ -5,107 +5,26 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::Ws;
+use support::process::{Process, Tether};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// The real `tether` binary, serving `dir`.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    /// Starts on `listen` (`127.0.0.1:0` for a free port), with rate limits
-    /// out of the way of pipelined bursts.
-    fn start(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
-        command
-            .args(["serve", "--dev", "--listen", listen, "--data-dir"])
-            .arg(dir)
-            .env("TETHER_LOG", "warn")
-            .env("TETHER_PUBLISH_RATE_PER_SEC", "1000000")
-            .env("TETHER_PUBLISH_BURST", "1000000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn tether");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Process { child, base }
-    }
-
-    /// `host:port` it listens on.
-    fn listen(&self) -> String {
-        self.base.trim_start_matches("http://").to_owned()
-    }
-
-    /// Sends SIGTERM (without a libc dependency); returns at once.
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit by itself.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tether did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-
-    async fn ws(&self, client_id: &str) -> Ws {
-        let url = format!(
-            "{}/ws?rollup_ms=0&client_id={client_id}",
-            self.base.replace("http://", "ws://")
-        );
-        Ws::connect(&url).await
-    }
-
-    fn http(&self) -> support::Http {
-        support::Http {
-            base: self.base.clone(),
-            client: reqwest::Client::new(),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real `tether` binary, serving `dir` on `listen` (`127.0.0.1:0` for a
+/// free port), with rate limits out of the way of pipelined bursts and its
+/// WebSockets' roll-up off.
+fn start(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Process {
+    Tether::new(dir)
+        .listen(listen)
+        .env("TETHER_PUBLISH_RATE_PER_SEC", "1000000")
+        .env("TETHER_PUBLISH_BURST", "1000000")
+        .envs(env)
+        .ws_query("rollup_ms=0")
+        .start()
 }
 
 /// Every frame until the server closes, and the close code.
@@ -150,8 +69,8 @@ fn fragments(seqs: impl Iterator<Item = u64>) -> String {
 async fn sigterm_answers_every_operation_it_read() {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:term";
-    let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
-    let mut ws = process.ws("agent").await;
+    let mut process = start(dir.path(), "127.0.0.1:0", &[]);
+    let mut ws = process.ws_client("agent").await;
     let created = ws.publish(channel, json!({"data": ""})).await;
     let serial = created["serial"].as_str().expect("serial").to_owned();
 
@@ -220,7 +139,7 @@ async fn sigterm_answers_every_operation_it_read() {
     }
     assert!(acked >= 200, "acked {acked}");
 
-    let process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let process = start(dir.path(), "127.0.0.1:0", &[]);
     let history = process.http().history(channel).await;
     let data = history[0]["data"].as_str().expect("string data").to_owned();
     assert!(
@@ -251,9 +170,9 @@ async fn resume(ws: &mut Ws, old: &Value, positions: Value) -> Value {
 async fn connection_resumes_after_a_graceful_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:graceful";
-    let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let mut process = start(dir.path(), "127.0.0.1:0", &[]);
     let listen = process.listen();
-    let mut ws = process.ws("alice").await;
+    let mut ws = process.ws_client("alice").await;
     let old = ws.connected.clone();
     let attached = ws.attach(channel, json!({"presence": true})).await;
     assert_eq!(attached["continuity"], "new");
@@ -279,8 +198,8 @@ async fn connection_resumes_after_a_graceful_restart() {
     assert_eq!(code, Some(4001));
     assert!(process.wait_exit(Duration::from_secs(15)).success());
 
-    let process = Process::start(dir.path(), &listen, &[]);
-    let mut ws = process.ws("alice").await;
+    let process = start(dir.path(), &listen, &[]);
+    let mut ws = process.ws_client("alice").await;
     let resumed = resume(&mut ws, &old, json!({})).await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     assert_eq!(resumed["connection_id"], old["connection_id"]);
@@ -324,9 +243,9 @@ async fn connection_resumes_after_a_graceful_restart() {
 async fn resume_after_kill_9_applies_each_operation_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:kill";
-    let process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let process = start(dir.path(), "127.0.0.1:0", &[]);
     let listen = process.listen();
-    let mut ws = process.ws("agent").await;
+    let mut ws = process.ws_client("agent").await;
     let old = ws.connected.clone();
     let created = ws.publish(channel, json!({"data": ""})).await;
     let serial = created["serial"].as_str().expect("serial").to_owned();
@@ -351,7 +270,7 @@ async fn resume_after_kill_9_applies_each_operation_once() {
         (1..=acked).collect::<Vec<_>>()
     );
 
-    let process = Process::start(dir.path(), &listen, &[]);
+    let process = start(dir.path(), &listen, &[]);
     // What the killed process applied (typically more than it acked).
     let before = process.http().history(channel).await;
     let head_before = before[0]["version"]["serial"]
@@ -364,7 +283,7 @@ async fn resume_after_kill_9_applies_each_operation_once() {
         .matches('<')
         .count() as u64;
     assert!(applied_before >= acked, "nothing acknowledged was lost");
-    let mut ws = process.ws("agent").await;
+    let mut ws = process.ws_client("agent").await;
     let resumed = resume(&mut ws, &old, json!({})).await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     assert_eq!(resumed["connection_id"], old["connection_id"]);
@@ -411,9 +330,9 @@ async fn resume_after_kill_9_applies_each_operation_once() {
 async fn session_expires_across_a_restart_after_its_ttl() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ttl = [("TETHER_RESUME_TTL_MS", "800")];
-    let process = Process::start(dir.path(), "127.0.0.1:0", &ttl);
+    let process = start(dir.path(), "127.0.0.1:0", &ttl);
     let listen = process.listen();
-    let mut ws = process.ws("bob").await;
+    let mut ws = process.ws_client("bob").await;
     let old = ws.connected.clone();
     assert_eq!(
         ws.publish("lobby", json!({"data": "x"})).await["type"],
@@ -422,8 +341,8 @@ async fn session_expires_across_a_restart_after_its_ttl() {
     process.kill9();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let process = Process::start(dir.path(), &listen, &ttl);
-    let mut ws = process.ws("bob").await;
+    let process = start(dir.path(), &listen, &ttl);
+    let mut ws = process.ws_client("bob").await;
     let refused = resume(&mut ws, &old, json!({})).await;
     assert_eq!(refused["type"], "error");
     assert_eq!(refused["code"], 41001);
@@ -435,24 +354,24 @@ async fn session_expires_across_a_restart_after_its_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_on_disk_needs_its_key_and_identity() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut process = Process::start(dir.path(), "127.0.0.1:0", &[]);
+    let mut process = start(dir.path(), "127.0.0.1:0", &[]);
     let listen = process.listen();
-    let mut ws = process.ws("carol").await;
+    let mut ws = process.ws_client("carol").await;
     let old = ws.connected.clone();
     process.sigterm();
     assert_eq!(until_close(&mut ws).await.1, Some(4001));
     assert!(process.wait_exit(Duration::from_secs(15)).success());
 
-    let process = Process::start(dir.path(), &listen, &[]);
+    let process = start(dir.path(), &listen, &[]);
     let mut wrong_key = old.clone();
     wrong_key["resume_key"] = json!("0".repeat(64));
-    let mut ws = process.ws("carol").await;
+    let mut ws = process.ws_client("carol").await;
     let refused = resume(&mut ws, &wrong_key, json!({})).await;
     assert_eq!(refused["code"], 41001, "{refused}");
-    let mut ws = process.ws("mallory").await;
+    let mut ws = process.ws_client("mallory").await;
     let refused = resume(&mut ws, &old, json!({})).await;
     assert_eq!(refused["code"], 41001, "{refused}");
-    let mut ws = process.ws("carol").await;
+    let mut ws = process.ws_client("carol").await;
     let resumed = resume(&mut ws, &old, json!({})).await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     process.kill9();
@@ -466,12 +385,12 @@ async fn positions_on_disk_follow_deliveries() {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:positions";
     let fast = [("TETHER_HEARTBEAT_MS", "100")];
-    let process = Process::start(dir.path(), "127.0.0.1:0", &fast);
+    let process = start(dir.path(), "127.0.0.1:0", &fast);
     let listen = process.listen();
-    let mut ws = process.ws("dave").await;
+    let mut ws = process.ws_client("dave").await;
     let old = ws.connected.clone();
     assert_eq!(ws.attach(channel, json!({})).await["continuity"], "new");
-    let mut writer = process.ws("erin").await;
+    let mut writer = process.ws_client("erin").await;
     let mut last = Value::Null;
     for i in 0..3 {
         writer.publish(channel, json!({"data": i})).await;
@@ -483,8 +402,8 @@ async fn positions_on_disk_follow_deliveries() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     process.kill9();
 
-    let process = Process::start(dir.path(), &listen, &fast);
-    let mut ws = process.ws("dave").await;
+    let process = start(dir.path(), &listen, &fast);
+    let mut ws = process.ws_client("dave").await;
     let resumed = resume(&mut ws, &old, json!({})).await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
     assert_eq!(resumed["attachments"][0]["position"], position);

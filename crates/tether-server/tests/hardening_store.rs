@@ -7,92 +7,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Http, Ws};
+use support::Http;
+use support::process::{Process, Tether};
 
 /// The real `tether` binary on a data directory; its stderr is collected.
-struct Process {
-    child: Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Process {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
-        command
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("TETHER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn tether");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("[tether] {line}");
-                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Process {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-
-    async fn ws(&self) -> Ws {
-        Ws::connect(&format!("{}/ws", self.base.replace("http://", "ws://"))).await
-    }
-
-    fn http(&self) -> Http {
-        Http {
-            base: self.base.clone(),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(dir: &Path, env: &[(&str, &str)]) -> Process {
+    Tether::new(dir).envs(env).capture_stderr().start()
 }
 
 // ---------------------------------------------------------------------------
@@ -187,7 +113,7 @@ async fn full_disk_refuses_writes_with_50700_and_recovers_by_itself() {
     };
     let data = fs.dir.path().join("data");
     let reserve = (8_u64 << 20).to_string();
-    let process = Process::start(&data, &[("TETHER_MIN_FREE_BYTES", &reserve)]);
+    let process = start(&data, &[("TETHER_MIN_FREE_BYTES", &reserve)]);
     let http = process.http();
     let channel = "conversation:disk";
     let mut ws = process.ws().await;
@@ -306,7 +232,7 @@ fn seq(serial: &str) -> u64 {
 async fn lost_tail_is_detected(how: Damage) {
     let dir = tempfile::tempdir().expect("temp dir");
     let channel = "conversation:damaged";
-    let process = Process::start(dir.path(), &[]);
+    let process = start(dir.path(), &[]);
     let mut ws = process.ws().await;
     let mut acked = Vec::new();
     for i in 0..200 {
@@ -321,7 +247,7 @@ async fn lost_tail_is_detected(how: Damage) {
 
     damage(dir.path(), how);
 
-    let process = Process::start(dir.path(), &[]);
+    let process = start(dir.path(), &[]);
     let http = process.http();
     let survived = http.history(channel).await.len();
     assert!(survived < 200, "the damage should have cost messages");
@@ -368,7 +294,7 @@ async fn lost_tail_is_detected(how: Damage) {
 
     // A clean restart after that reports nothing more.
     process.kill9();
-    let process = Process::start(dir.path(), &[]);
+    let process = start(dir.path(), &[]);
     let mut ws = process.ws().await;
     let again = ws.publish(channel, json!({"data": "again"})).await;
     assert_eq!(
@@ -396,7 +322,7 @@ async fn zeroed_journal_block_is_detected_and_serials_are_not_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unopenable_data_dir_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let process = Process::start(dir.path(), &[]);
+    let process = start(dir.path(), &[]);
     let mut ws = process.ws().await;
     ws.publish("lobby", json!({"data": "hi"})).await;
     process.kill9();

@@ -7,10 +7,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{TestServer, Ws};
+use support::{TestServer, Ws, basic};
 use tether_core::Capabilities;
 use tether_server::Config;
 use tether_server::auth::KeyConfig;
@@ -50,13 +49,6 @@ async fn secured(adjust: impl FnOnce(&mut Config)) -> TestServer {
         adjust(c);
     })
     .await
-}
-
-fn basic(pair: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
 }
 
 /// Mints an `app` token for `client_id` with `caps`.

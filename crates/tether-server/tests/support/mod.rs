@@ -2,6 +2,8 @@
 //! and small WebSocket / HTTP / SSE clients that speak the wire protocol.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -253,6 +255,16 @@ impl Http {
         assert_eq!(status, 200, "{body}");
         body["messages"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// An `authorization` header value for HTTP Basic auth with `pair`
+/// (`key:secret`).
+pub fn basic(pair: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }
 
 /// Folds `message` frames' events the way clients do: `tether_core::View`.
