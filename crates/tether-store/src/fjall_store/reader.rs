@@ -190,16 +190,30 @@ impl Handles {
         Ok(HistoryPage { messages, next })
     }
 
+    /// Every channel's metadata record in `snapshot`, as (channel, value).
+    /// The one way to walk `meta`: it skips the store-wide operation count
+    /// that shares the keyspace (see `recover::OPS_KEY`).
+    pub(crate) fn channel_metas<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+    ) -> impl Iterator<Item = Result<(ChannelName, fjall::UserValue), StoreError>> + 'a {
+        snapshot.iter(&self.meta).filter_map(|item| {
+            let (key, value) = match item.into_inner() {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(storage(e))),
+            };
+            if super::recover::is_ops_key(&key) {
+                return None;
+            }
+            Some(super::keys::channel_of_meta_key(&key).map(|channel| (channel, value)))
+        })
+    }
+
     /// All metadata, for the sweep.
     pub(crate) fn channels(&self) -> Vec<Result<ChannelName, StoreError>> {
-        self.db
-            .snapshot()
-            .iter(&self.meta)
-            .filter_map(|item| match item.key() {
-                Ok(key) if super::recover::is_ops_key(&key) => None,
-                Ok(key) => Some(super::keys::channel_of_meta_key(&key)),
-                Err(e) => Some(Err(storage(e))),
-            })
+        let snapshot = self.db.snapshot();
+        self.channel_metas(&snapshot)
+            .map(|item| item.map(|(channel, _)| channel))
             .collect()
     }
 

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use fjall::{PersistMode, Readable};
 
-use super::keys::{channel_of_meta_key, channel_prefix, trailing_seq};
+use super::keys::{channel_prefix, trailing_seq};
 use super::marks::{self, ReadError};
 use super::records::{ChannelMeta, decode, encode};
 use super::{Handles, storage};
@@ -34,7 +34,7 @@ use crate::StoreError;
 /// The key of the operation count, written with every group into both the
 /// `meta` and the `log` keyspace. It starts with `0x00`, which no channel
 /// name does, so it never collides with a channel's keys (iterations over
-/// `meta` skip it, see [`is_ops_key`]).
+/// `meta` skip it: they all go through `Handles::channel_metas`).
 pub(crate) const OPS_KEY: &[u8] = b"\x00ops";
 
 /// Whether a `meta` key is the operation count rather than a channel.
@@ -146,12 +146,8 @@ fn repair(h: &Handles, lost: u64, ops: u64) -> Result<usize, StoreError> {
     let snapshot = h.db.snapshot();
     let mut batch = h.db.batch();
     let mut channels = 0_usize;
-    for item in snapshot.iter(&h.meta) {
-        let (key, value) = item.into_inner().map_err(storage)?;
-        if is_ops_key(&key) {
-            continue;
-        }
-        let channel = channel_of_meta_key(&key)?;
+    for item in h.channel_metas(&snapshot) {
+        let (channel, value) = item?;
         let mut meta: ChannelMeta = decode("channel metadata", &value)?;
         // The log may have kept more than the metadata (flushed further).
         let logged = match snapshot
@@ -175,7 +171,11 @@ fn repair(h: &Handles, lost: u64, ops: u64) -> Result<usize, StoreError> {
                 meta.last_seq
             );
         }
-        batch.insert(&h.meta, key.to_vec(), encode(&meta)?);
+        batch.insert(
+            &h.meta,
+            channel.as_str().as_bytes().to_vec(),
+            encode(&meta)?,
+        );
         if batch.len() >= CHUNK {
             std::mem::replace(&mut batch, h.db.batch())
                 .durability(Some(PersistMode::SyncAll))

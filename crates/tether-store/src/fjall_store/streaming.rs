@@ -8,7 +8,7 @@ use fjall::Readable;
 use tether_core::fold::STREAM_STATUS;
 use tether_core::{ChannelName, Message};
 
-use super::keys::{channel_of_meta_key, channel_prefix};
+use super::keys::channel_prefix;
 use super::records::decode;
 use super::{Handles, storage};
 use crate::StoreError;
@@ -23,13 +23,8 @@ impl Handles {
         let needle = needle.as_bytes();
         let snap = self.db.snapshot();
         let mut found = Vec::new();
-        for item in snap.iter(&self.meta) {
-            let key = item.key().map_err(storage)?;
-            // The store-wide operation count shares the keyspace.
-            if super::recover::is_ops_key(&key) {
-                continue;
-            }
-            let channel = channel_of_meta_key(&key)?;
+        for item in self.channel_metas(&snap) {
+            let (channel, _) = item?;
             for item in snap.prefix(&self.states, channel_prefix(&channel)) {
                 let value = item.value().map_err(storage)?;
                 if !value.windows(needle.len()).any(|w| w == needle) {
