@@ -10,8 +10,9 @@
 //! - [`pages`]: the built pages (from a directory) and
 //!   `POST /demo/api/session`, which mints browser tokens and announces
 //!   conversations to the supervisor.
-//! - [`model`]: the built-in OpenAI-compatible fake model the LLM bridge
-//!   calls (a real one can be configured instead: `--llm-base-url`).
+//! - [`answers`]: what the built-in model (the shared fake OpenAI-compatible
+//!   server, which the LLM bridge calls) answers; a real model can be
+//!   configured instead: `--llm-base-url`.
 //! - [`link`]: the agents' WebSocket client.
 //! - [`chat`]: the chat agent (one per conversation), which answers through
 //!   the LLM bridge and follows the cancel and handoff conventions.
@@ -37,9 +38,9 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::{Config, Server};
 
+pub mod answers;
 pub mod chat;
 pub mod link;
-pub mod model;
 pub mod pages;
 pub mod planner;
 
@@ -135,11 +136,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> ExitCode
     }
     // The built-in model, unless a real one is configured.
     let _model = if config.llm.base_url.is_none() {
-        let options = model::ModelOptions {
-            tokens_per_second: args.tokens_per_second.max(0.0),
-            first_token: Duration::from_millis(400),
-        };
-        match model::start(options).await {
+        match answers::start(args.tokens_per_second.max(0.0), Duration::from_millis(400)).await {
             Ok(model) => {
                 config.llm.base_url = Some(model.base_url());
                 config.llm.model.get_or_insert_with(|| "tether-demo".into());

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tether_core::Message;
 
 use super::link::Link;
-use super::model::tokenize;
+use tether_fake_llm::tokenize;
 
 mod coordinator;
 mod specialist;
