@@ -75,7 +75,8 @@ pub struct Server {
     tls: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    store: Arc<FjallStore>,
+    /// The log, closed last in [`Server::shutdown`].
+    store: Arc<dyn LogStore>,
     /// LLM jobs, so shutdown lets them record their final status.
     jobs: Arc<crate::llm::Jobs>,
     /// WebSocket connections, so shutdown waits for their replies.

@@ -574,4 +574,8 @@ impl LogStore for FjallStore {
     ) -> StoreFuture<'_, Result<Vec<(ChannelName, Message)>, StoreError>> {
         Box::pin(async move { self.slot.get()?.streaming_messages() })
     }
+
+    fn shutdown(&self) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(FjallStore::shutdown(self))
+    }
 }
