@@ -12,7 +12,11 @@ mod cli;
 
 /// Tether: a realtime transport for AI applications.
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, about)]
+#[command(
+    name = "tether",
+    version,
+    about = "Tether: a realtime transport for AI applications. Durable, resumable channels over WebSocket, SSE and REST, with token streaming into one message."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -140,9 +144,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
+/// Tether's own lines at `info`; the storage engine's start-up chatter
+/// (fjall and lsm-tree log several INFO lines per open) only when it warns.
+/// `TETHER_LOG` replaces the whole filter.
+const DEFAULT_LOG_FILTER: &str = "info,fjall=warn,lsm_tree=warn";
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

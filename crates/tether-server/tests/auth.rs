@@ -573,3 +573,34 @@ async fn token_renewal_keeps_attachments_and_expiry_disconnects() {
     assert_eq!(close.map(|f| u16::from(f.code)), Some(4005));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_keyless_dev_server_says_why_it_refuses_a_token() {
+    let server = TestServer::start().await;
+    let key = KeyConfig {
+        secret: APP_SECRET.into(),
+        capabilities: Capabilities::all(),
+    };
+    let request = tether_server::auth::TokenRequest {
+        client_id: Some("u1".into()),
+        capabilities: None,
+        ttl_secs: Some(600),
+    };
+    let (token, _) = tether_server::auth::token::mint("app", &key, request).expect("mint");
+    let response = reqwest::Client::new()
+        .get(format!("{}/channels/lobby/messages", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = response.json().await.expect("json");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("unknown key"), "{message}");
+    assert!(message.contains("--dev and no keys"), "{message}");
+    // Without a credential the same request is served.
+    let open = reqwest::get(format!("{}/channels/lobby/messages", server.base))
+        .await
+        .expect("request");
+    assert_eq!(open.status().as_u16(), 200);
+}

@@ -301,6 +301,24 @@ impl Authenticator {
         self.dev
     }
 
+    /// A `--dev` server started without keys cannot verify any token, so
+    /// "signed by unknown key" would send its user hunting for a key that
+    /// does not exist: say what dev mode does instead.
+    fn explain_keyless_dev(&self, err: ErrorInfo) -> ErrorInfo {
+        if !(self.dev && self.keys.is_empty() && self.issuers.is_empty()) {
+            return err;
+        }
+        ErrorInfo {
+            message: format!(
+                "{}: this server runs with --dev and no keys, so it verifies no tokens; \
+                 connect without a credential, or start it with --key name:secret and mint \
+                 tokens with that key",
+                err.message
+            ),
+            ..err
+        }
+    }
+
     /// Establishes who is calling. `client_id` is what the caller asked to
     /// act as: honoured for key holders and dev mode, and for a token only
     /// if it matches the token's own.
@@ -328,7 +346,8 @@ impl Authenticator {
             }
             Credentials::Token(jwt) => {
                 let principal =
-                    token::verify(jwt, &self.keys, &self.issuers, self.max_token_lifetime_secs)?;
+                    token::verify(jwt, &self.keys, &self.issuers, self.max_token_lifetime_secs)
+                        .map_err(|err| self.explain_keyless_dev(err))?;
                 if client_id.is_some() && client_id != principal.client_id {
                     return Err(ErrorInfo::new(
                         ErrorCode::Forbidden,
