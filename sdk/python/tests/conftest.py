@@ -160,6 +160,8 @@ class Proxy:
         self.target_port = target_port
         self.port = 0
         self.cuts = 0
+        #: While set, new connections are cut at once (the network is down).
+        self.refuse = False
         self._server: asyncio.Server | None = None
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
 
@@ -187,6 +189,9 @@ class Proxy:
             self._server.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

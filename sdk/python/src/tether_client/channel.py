@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -246,13 +247,12 @@ class Channel:
     ) -> asyncio.Future[Ack]:
         """Publishes a message; the future resolves with the ack once it is
         durable. Sent now (pipelined): await the future when you need the
-        ack. Without an ``id`` the publish is still applied exactly once
-        across a resumed connection (``seq``); with one it is also safe to
-        re-send on a new connection (``duplicate`` in the ack)."""
-        message = _message_fields(data, name, extras, id)
-        return self._host._mutate(
-            {"type": "publish", "channel": self.name, "message": message}, id is not None
-        )
+        ack. An ``id`` is generated when absent, so that a re-send after a
+        drop is deduplicated by the server even when the connection cannot
+        be resumed (across a resumed connection ``seq`` already makes it
+        exactly-once); ``duplicate`` in the ack means the server had it."""
+        message = _message_fields(data, name, extras, id if id is not None else uuid.uuid4().hex)
+        return self._host._mutate({"type": "publish", "channel": self.name, "message": message}, True)
 
     def append(
         self, serial: Serial, data: str, *, name: str | None = None, extras: dict[str, Any] | None = None
