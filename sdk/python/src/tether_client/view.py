@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from .types import Message, Serial
@@ -139,7 +139,7 @@ class View:
         self._cached = None
 
 
-def fold(events: Iterable[dict[str, Any]]) -> list[Message]:
+def fold(events: Iterable[Mapping[str, Any]]) -> list[Message]:
     """Folds ``events`` from scratch into the current messages (for tests,
     golden vectors, and checking what a listener saw has no gap)."""
     view = View()
