@@ -6,6 +6,8 @@ Layout, one concept per module:
   channels, frame routing.
 - ``connection``: the WebSocket kept alive: reconnect, connection resume,
   exactly-once ``seq`` re-sends, token renewal on the live socket.
+- ``pending``: a request awaiting its reply, its re-send :class:`Policy`,
+  the reconnect :class:`Backoff`.
 - ``channel``: :class:`Channel`: attach and exact resume, events, the view,
   publish/append/update/delete, ephemeral messages, conventions.
 - ``view``: :class:`View`, the pure fold of events into current messages.
@@ -22,7 +24,8 @@ from .agent import ResponseStream
 from .auth import Auth, AuthCallback, jwt_expiry
 from .channel import UNSET, Channel, ChannelState
 from .client import TetherClient
-from .connection import Backoff, Connection, Policy
+from .connection import Connection
+from .pending import Backoff, Policy
 from .conventions import CANCEL, HANDOFF, STEER, handoff_action, is_stream_ended, stream_status, target_of
 from .errors import ErrorCode, ResponseCancelled, TetherError
 from .listeners import Listeners, Subscription

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from .auth import Auth, AuthCallback
 from .channel import Channel
-from .connection import Backoff, Connection, Policy
+from .connection import Connection
+from .pending import Backoff, Policy
 from .errors import ErrorCode, TetherError
 from .listeners import Listeners
 from .rest import RestClient

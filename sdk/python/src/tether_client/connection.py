@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from .auth import Auth
 from .errors import ErrorCode, TetherError
+from .pending import Backoff, Pending, Policy
 from .rest import http_base
 from .types import ConnectedInfo, ConnectionState
 
@@ -55,47 +54,6 @@ _AUTH_CLOSE = frozenset({4003, 4004})
 _EXPIRED_CLOSE = 4005
 
 
-class Policy(enum.Enum):
-    """What to do with a request written to a socket that dropped before
-    its reply came. Requests made while disconnected are queued and sent in
-    order once connected, whatever their policy (except ``TRANSIENT``)."""
-
-    #: A publish or mutation: carries ``seq``; re-sent with the same ``seq``
-    #: after a successful resume (applied exactly once). If the resume fails
-    #: it is re-sent when idempotent (a publish with an id, which the server
-    #: deduplicates), else failed with ``OUTCOME_UNKNOWN``.
-    SEQUENCED = "sequenced"
-    #: Idempotent whatever happens (presence): sent again.
-    RESEND = "resend"
-    #: Failed with ``OUTCOME_UNKNOWN`` (ephemeral publish: no ``seq``, and a
-    #: late typing indicator is worthless anyway).
-    AT_MOST_ONCE = "at-most-once"
-    #: Only meaningful on this socket (attach, detach, ping, auth): failed
-    #: with ``NETWORK_ERROR``; the owner re-issues it.
-    TRANSIENT = "transient"
-
-
-@dataclass
-class _Pending:
-    frame: dict[str, Any]
-    policy: Policy
-    idempotent: bool
-    future: asyncio.Future[dict[str, Any]]
-    #: Assigned when first written; kept for re-sends after a resume.
-    seq: int | None = None
-    #: Order of first write, so re-sends keep the original order.
-    order: int | None = None
-
-    def settle(self, reply: dict[str, Any] | None, error: BaseException | None = None) -> None:
-        if self.future.done():
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            assert reply is not None
-            self.future.set_result(reply)
-
-
 @dataclass
 class _Session:
     """What resumes the connection on the next socket."""
@@ -104,20 +62,6 @@ class _Session:
     resume_key: str
     ttl: float
     dropped_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnect timing: exponential with "equal jitter" (half of each step
-    fixed, half random), so a herd of clients reconnecting after a restart
-    spreads out, yet a failing server is not hammered by near-zero delays."""
-
-    initial: float = 0.5
-    maximum: float = 15.0
-
-    def delay(self, attempt: int) -> float:
-        step = min(self.maximum, self.initial * 2.0 ** min(attempt, 30))
-        return step / 2 + random.random() * step / 2
 
 
 FrameHandler = Callable[[dict[str, Any]], None]
@@ -160,11 +104,11 @@ class Connection:
         self._state: ConnectionState = "initialized"
         self._ws: ClientConnection | None = None
         self._sendq: asyncio.Queue[str] | None = None
-        self._inflight: dict[int, _Pending] = {}
-        self._outbox: list[_Pending] = []
+        self._inflight: dict[int, Pending] = {}
+        self._outbox: list[Pending] = []
         #: Written to a socket that dropped; settled once the next socket's
         #: resume succeeds or fails.
-        self._limbo: list[_Pending] = []
+        self._limbo: list[Pending] = []
         self._next_req = 1
         self._writes = 0
         self._seq = 0
@@ -223,7 +167,7 @@ class Connection:
         The frame is queued at once (not when the future is awaited), so
         several requests made in a row are pipelined."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        pending = _Pending(frame, policy, idempotent, future)
+        pending = Pending(frame, policy, idempotent, future)
         if self._state == "closed":
             pending.settle(None, TetherError(ErrorCode.CLIENT_CLOSED, "client closed"))
         elif self._state == "failed":
@@ -464,7 +408,7 @@ class Connection:
         ttl = ttl_ms / 1000 if isinstance(ttl_ms, (int, float)) else 0.0
         limbo = sorted(self._limbo, key=lambda p: p.order or 0)
         self._limbo = []
-        requeue: list[_Pending] = []
+        requeue: list[Pending] = []
         if resumed is not None:
             self._session = _Session(str(resumed["connection_id"]), str(resumed["resume_key"]), ttl)
             # The same connection: every in-flight request is re-sent,
@@ -507,7 +451,7 @@ class Connection:
             self._write(self._outbox.pop(0))
         self._schedule_renewal()
 
-    def _write(self, pending: _Pending) -> None:
+    def _write(self, pending: Pending) -> None:
         if pending.future.done():
             return  # cancelled by its caller before it was sent
         req = self._next_req
