@@ -83,24 +83,30 @@
 //! Plain `http://` and `ws://` for now; TLS needs a cargo feature that is
 //! not there yet (put a TLS-terminating proxy in front meanwhile).
 
+pub mod auth;
 pub mod channel;
 pub mod client;
 mod driver;
 mod endpoint;
 pub mod error;
 pub mod options;
+pub mod presence;
+mod reply;
 pub mod response;
 pub mod rest;
 mod wire;
 
+pub use auth::AuthCallback;
 pub use channel::{
-    AckFuture, Channel, ChannelState, Continuity, Event, SubscribeOptions, Subscription,
+    AckFuture, Channel, ChannelState, Continuity, DoneFuture, Event, SubscribeOptions, Subscription,
 };
 pub use client::{Client, ConnectionState};
 pub use error::Error;
 pub use options::ClientOptions;
+pub use presence::{Presence, PresenceEvent, PresenceSubscription};
 pub use response::ResponseStream;
 pub use rest::{Ack, ChannelInfo, Direction, HistoryPage, HistoryQuery, Rest};
 pub use tether_core::{
     Action, AppendOp, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Serial, UpdateOp, View,
 };
+pub use wire::{EphemeralMessage, Member, PresenceAction};
