@@ -142,6 +142,10 @@ pub(crate) struct Hello {
     /// How long after a drop the connection can be resumed.
     #[serde(default)]
     pub(crate) resume_ttl_ms: Option<u64>,
+    /// `false`: the server wants an `auth` frame first (the upgrade
+    /// carried no credential).
+    #[serde(default)]
+    pub(crate) authenticated: Option<bool>,
     #[serde(default)]
     pub(crate) heartbeat_ms: Option<u64>,
     #[serde(default)]

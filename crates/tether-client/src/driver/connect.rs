@@ -46,6 +46,15 @@ async fn open_once(shared: &Shared) -> Result<(Ws, Hello), Error> {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(text))) => {
                     return match Incoming::decode(&text) {
+                        // This SDK sends its credential with the upgrade,
+                        // so a server still waiting for one needs one we
+                        // do not have.
+                        Ok(Incoming::Connected(hello)) if hello.authenticated == Some(false) => {
+                            Err(Error::Server(ErrorInfo::new(
+                                ErrorCode::Unauthorized,
+                                "the server requires a credential: set a token, an auth callback or an API key",
+                            )))
+                        }
                         Ok(Incoming::Connected(hello)) => Ok((ws, hello)),
                         Ok(Incoming::Error { code, message, .. }) => {
                             Err(Error::Server(ErrorInfo { code, message }))

@@ -49,6 +49,11 @@ impl Harness {
         Rest::new(&self.url(), &ClientOptions::default()).expect("valid url")
     }
 
+    /// A REST client with other credentials.
+    pub fn rest_with(&self, options: ClientOptions) -> Rest {
+        Rest::new(&self.url(), &options).expect("valid url")
+    }
+
     /// Shuts the server down (clients see the connection drop).
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
