@@ -19,13 +19,10 @@ use crate::wire::{ErrorBody, Member, MembersBody};
 pub struct Ack {
     /// The message's serial (of its create).
     pub serial: Serial,
-    /// The serial of the version this operation produced. For an append
-    /// that was confirmed after a reconnect instead of being resent (see
-    /// the crate docs), a version that already includes it.
+    /// The serial of the version this operation produced.
     pub version_serial: Serial,
     /// The server already had this operation and stored nothing new: a
-    /// repeated idempotent publish, or an operation confirmed after a
-    /// reconnect.
+    /// repeated idempotent publish.
     pub duplicate: bool,
 }
 
