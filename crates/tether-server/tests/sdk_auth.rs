@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use sdk_support::{Harness, WAIT};
-use serde_json::Value;
-use tether_client::{Client, ClientOptions, ConnectionState, ErrorCode, Event, NewMessage, Rest};
+use sdk_support::{Harness, WAIT, connection_id, text};
+use tether_client::{Client, ClientOptions, ConnectionState, ErrorCode, Event, Rest};
 use tether_server::Config;
 use tether_server::auth::{KeyConfig, TokenRequest, token};
 
@@ -43,20 +42,6 @@ fn mint(client_id: &str, ttl_secs: u64) -> String {
         ttl_secs: Some(ttl_secs),
     };
     token::mint(KEY, &key, request).expect("minted").0
-}
-
-fn text(data: &str) -> NewMessage {
-    NewMessage {
-        data: Value::String(data.to_owned()),
-        ..NewMessage::default()
-    }
-}
-
-fn connection_id(client: &Client) -> Option<String> {
-    match &*client.state().borrow() {
-        ConnectionState::Connected { connection_id } => Some(connection_id.clone()),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

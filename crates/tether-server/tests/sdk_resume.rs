@@ -11,25 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sdk_support::{Harness, Proxy, WAIT, fast_options, history};
+use sdk_support::{Harness, Proxy, WAIT, connection_id, fast_options, history, text};
 use serde_json::{Value, json};
-use tether_client::{
-    AckFuture, Client, ConnectionState, DeleteOp, Error, Event, NewMessage, Serial, UpdateOp,
-};
-
-fn text(data: &str) -> NewMessage {
-    NewMessage {
-        data: Value::String(data.to_owned()),
-        ..NewMessage::default()
-    }
-}
-
-fn connection_id(client: &Client) -> Option<String> {
-    match &*client.state().borrow() {
-        ConnectionState::Connected { connection_id } => Some(connection_id.clone()),
-        _ => None,
-    }
-}
+use tether_client::{AckFuture, Client, ConnectionState, DeleteOp, Error, Event, Serial, UpdateOp};
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, future)
