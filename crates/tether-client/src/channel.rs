@@ -1,7 +1,6 @@
 //! A channel handle: subscribing, publishing and mutating, the folded view,
 //! and REST reads scoped to the channel.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -16,10 +15,13 @@ use tether_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::Inner;
-use crate::driver::Command;
+use crate::driver::{Command, Request, Sink};
 use crate::error::Error;
+use crate::presence::{Presence, PresenceSet};
+pub use crate::reply::{AckFuture, DoneFuture};
 use crate::response::ResponseStream;
-use crate::rest::{Ack, HistoryPage, HistoryQuery};
+use crate::rest::{HistoryPage, HistoryQuery};
+use crate::wire::EphemeralMessage;
 
 /// How the server honoured an attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -66,6 +68,10 @@ pub enum Event {
     /// channel's current state follows as snapshots. Drop what you derived
     /// from earlier events.
     ContinuityLost(ErrorInfo),
+    /// A live-only message ([`Channel::publish_ephemeral`]): not folded
+    /// into the view, never replayed, so one sent while this client was
+    /// disconnected is not delivered.
+    Ephemeral(EphemeralMessage),
 }
 
 /// Where a new subscription starts, when it is the one that attaches the
@@ -100,6 +106,7 @@ pub(crate) struct ChannelShared {
     pub(crate) view: Mutex<View>,
     pub(crate) state: watch::Sender<ChannelState>,
     position: Mutex<Option<Serial>>,
+    presence: Mutex<PresenceSet>,
 }
 
 impl ChannelShared {
@@ -108,7 +115,15 @@ impl ChannelShared {
             view: Mutex::new(View::new()),
             state: watch::Sender::new(ChannelState::Detached),
             position: Mutex::new(None),
+            presence: Mutex::new(PresenceSet::default()),
         }
+    }
+
+    /// The member set, kept by the driver while presence is delivered.
+    pub(crate) fn presence(&self) -> MutexGuard<'_, PresenceSet> {
+        self.presence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn position(&self) -> MutexGuard<'_, Option<Serial>> {
@@ -185,6 +200,21 @@ impl Channel {
     /// or drop it.
     pub async fn subscribe_with(&self, options: SubscribeOptions) -> Result<Subscription, Error> {
         let (events, rx) = mpsc::unbounded_channel();
+        let guard = self.attach_with(options, Sink::Events(events)).await?;
+        Ok(Subscription { rx, _guard: guard })
+    }
+
+    /// Joins the channel's attachment (attaching it if needed) with a
+    /// receiver of presence changes; see [`Presence::subscribe`].
+    pub(crate) async fn attach(&self, sink: Sink) -> Result<SubscriptionGuard, Error> {
+        self.attach_with(SubscribeOptions::default(), sink).await
+    }
+
+    async fn attach_with(
+        &self,
+        options: SubscribeOptions,
+        sink: Sink,
+    ) -> Result<SubscriptionGuard, Error> {
         let (ready, ready_rx) = oneshot::channel();
         let id = self.inner.next_id();
         self.inner.send(Command::Subscribe {
@@ -192,7 +222,7 @@ impl Channel {
             shared: self.shared.clone(),
             options,
             id,
-            events,
+            sink,
             ready,
         })?;
         let guard = SubscriptionGuard {
@@ -201,7 +231,28 @@ impl Channel {
             id,
         };
         ready_rx.await.map_err(|_| Error::Closed)??;
-        Ok(Subscription { rx, _guard: guard })
+        Ok(guard)
+    }
+
+    /// The channel's presence: enter, update, leave, members, changes.
+    pub fn presence(&self) -> Presence {
+        Presence::new(self.clone())
+    }
+
+    /// Publishes a live-only message (typing indicators, progress ticks):
+    /// delivered to the channel's current subscribers as
+    /// [`Event::Ephemeral`], never stored or replayed. At most once: if
+    /// the connection drops before the server confirmed it, it fails with
+    /// [`Error::OutcomeUnknown`] and is not re-sent.
+    pub fn publish_ephemeral(&self, message: NewMessage) -> DoneFuture {
+        let (reply, rx) = oneshot::channel();
+        match self
+            .inner
+            .enqueue(self.name.clone(), Request::Ephemeral(message), reply.into())
+        {
+            Ok(()) => DoneFuture::waiting(rx),
+            Err(err) => DoneFuture::failed(err),
+        }
     }
 
     /// Publishes a message. Without an `id` one is generated, which makes
@@ -320,37 +371,13 @@ impl Channel {
     /// Queues an operation now (so calls are sent in call order) and
     /// returns the future of its acknowledgement.
     pub(crate) fn enqueue(&self, op: Operation) -> AckFuture {
-        match self.inner.enqueue(self.name.clone(), op) {
-            Ok(rx) => AckFuture(AckState::Waiting(rx)),
-            Err(err) => AckFuture(AckState::Failed(Some(err))),
-        }
-    }
-}
-
-/// The acknowledgement of a queued operation.
-///
-/// The operation is queued when the method returns, not when this future
-/// is first polled, so operations go out in call order however their
-/// futures are awaited. Dropping the future does not cancel the operation.
-#[derive(Debug)]
-#[must_use = "the operation is sent anyway; await this to learn whether it was applied"]
-pub struct AckFuture(AckState);
-
-#[derive(Debug)]
-enum AckState {
-    Failed(Option<Error>),
-    Waiting(oneshot::Receiver<Result<Ack, Error>>),
-}
-
-impl Future for AckFuture {
-    type Output = Result<Ack, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            AckState::Failed(err) => Poll::Ready(Err(err.take().unwrap_or(Error::Closed))),
-            AckState::Waiting(rx) => Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.unwrap_or(Err(Error::Closed))),
+        let (reply, rx) = oneshot::channel();
+        match self
+            .inner
+            .enqueue(self.name.clone(), Request::Mutation(op), reply.into())
+        {
+            Ok(()) => AckFuture::waiting(rx),
+            Err(err) => AckFuture::failed(err),
         }
     }
 }
@@ -373,7 +400,7 @@ impl Stream for Subscription {
 
 /// Tells the driver a subscription is gone, however it is dropped.
 #[derive(Debug)]
-struct SubscriptionGuard {
+pub(crate) struct SubscriptionGuard {
     inner: Arc<Inner>,
     channel: ChannelName,
     id: u64,

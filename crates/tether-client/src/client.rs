@@ -5,15 +5,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tether_core::{ChannelName, Operation};
+use tether_core::ChannelName;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::auth::Auth;
 use crate::channel::{Channel, ChannelShared};
-use crate::driver::{self, Command, Driver};
+use crate::driver::{self, Command, Driver, Request};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::options::ClientOptions;
-use crate::rest::{Ack, Rest};
+use crate::reply::Replier;
+use crate::rest::Rest;
 
 /// Where the connection stands. Observe it with [`Client::state`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +51,8 @@ pub enum ConnectionState {
 pub(crate) struct Shared {
     pub(crate) endpoint: Endpoint,
     pub(crate) options: ClientOptions,
-    pub(crate) rest: Rest,
+    /// The credential, shared by the WebSocket and REST.
+    pub(crate) auth: Arc<Auth>,
     pub(crate) state: watch::Sender<ConnectionState>,
     /// Operations not yet resolved, for [`ClientOptions::max_pending`].
     pub(crate) pending: AtomicUsize,
@@ -74,19 +77,22 @@ impl Inner {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues `op` for the driver, counting it against the backlog limit.
+    /// Queues `request` for the driver, counting it against the backlog
+    /// limit; `reply` hears the outcome.
     pub(crate) fn enqueue(
         &self,
         channel: ChannelName,
-        op: Operation,
-    ) -> Result<oneshot::Receiver<Result<Ack, Error>>, Error> {
+        request: Request,
+        reply: Replier,
+    ) -> Result<(), Error> {
         let limit = self.shared.options.max_pending;
         let slot = driver::Slot::take(&self.shared, limit)?;
-        let (reply, rx) = oneshot::channel();
         self.send(Command::Op(driver::PendingOp::new(
-            channel, op, reply, slot,
-        )))?;
-        Ok(rx)
+            channel,
+            request,
+            reply,
+            Some(slot),
+        )))
     }
 }
 
@@ -125,10 +131,11 @@ impl Client {
     /// and resumes every subscription where it left off.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, Error> {
         let endpoint = Endpoint::parse(url)?;
-        let rest = Rest::with_endpoint(endpoint.clone(), &options);
+        let auth = Auth::new(&options);
+        let rest = Rest::with_endpoint(endpoint.clone(), &options, auth.clone());
         let shared = Arc::new(Shared {
             endpoint,
-            rest: rest.clone(),
+            auth,
             options,
             state: watch::Sender::new(ConnectionState::Connecting { attempt: 0 }),
             pending: AtomicUsize::new(0),
@@ -189,15 +196,18 @@ impl Client {
         &self.inner.rest
     }
 
-    /// Drops the current connection and reconnects at once, resuming every
-    /// channel and resending what was not acknowledged. Useful after a
-    /// network change; tests use it to exercise resume.
+    /// Drops the current connection (like a network failure would, so the
+    /// server keeps it for a resume) and reconnects at once, resuming the
+    /// connection: presence is kept, channels continue from their
+    /// positions, and what was not acknowledged is re-sent and applied
+    /// once. Useful after a network change; tests use it to exercise resume.
     pub fn reconnect(&self) {
         let _ = self.inner.send(Command::Reconnect);
     }
 
-    /// Closes the connection. Operations not yet acknowledged fail with
-    /// [`Error::Closed`]; subscriptions end.
+    /// Closes the connection cleanly: the server leaves this connection's
+    /// presence at once and forgets it (it cannot be resumed). Operations
+    /// not yet acknowledged fail with [`Error::Closed`]; subscriptions end.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
         if self.inner.send(Command::Close(done)).is_ok() {

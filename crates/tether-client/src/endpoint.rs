@@ -69,23 +69,19 @@ impl Endpoint {
         url
     }
 
-    /// The WebSocket URL with the query parameters the options ask for
-    /// (credential, identity, roll-up window).
-    pub(crate) fn ws_with(&self, options: &ClientOptions) -> Url {
+    /// The WebSocket URL with the credential's query parameters (see
+    /// `Auth::query`) and the roll-up window the options ask for.
+    pub(crate) fn ws_with(&self, credential: &[(&str, String)], options: &ClientOptions) -> Url {
         let mut url = self.ws.clone();
         let rollup = options.rollup_ms.map(|ms| ms.to_string());
-        let pairs = [
-            ("token", options.token.as_deref()),
-            ("client_id", options.client_id.as_deref()),
-            ("rollup_ms", rollup.as_deref()),
-        ];
-        if pairs.iter().any(|(_, value)| value.is_some()) {
-            let mut query = url.query_pairs_mut();
-            for (key, value) in pairs {
-                if let Some(value) = value {
-                    query.append_pair(key, value);
-                }
-            }
+        let rollup = rollup.iter().map(|ms| ("rollup_ms", ms.as_str()));
+        let pairs: Vec<(&str, &str)> = credential
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(rollup)
+            .collect();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
         }
         url
     }
@@ -144,13 +140,15 @@ mod tests {
     #[test]
     fn options_go_in_the_query() {
         let e = Endpoint::parse("http://h:1").expect("valid");
-        assert_eq!(e.ws_with(&ClientOptions::default()).as_str(), "ws://h:1/ws");
+        let none = ClientOptions::default();
+        assert_eq!(e.ws_with(&[], &none).as_str(), "ws://h:1/ws");
         let options = ClientOptions::default()
             .token("a b&c")
             .client_id("agent")
             .rollup_ms(0);
+        let credential = crate::auth::Auth::new(&options).query(options.token.as_deref());
         assert_eq!(
-            e.ws_with(&options).as_str(),
+            e.ws_with(&credential, &options).as_str(),
             "ws://h:1/ws?token=a+b%26c&client_id=agent&rollup_ms=0"
         );
     }

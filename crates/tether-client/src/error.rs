@@ -52,6 +52,24 @@ pub enum Error {
         /// Status or transport failure, one line.
         reason: String,
     },
+    /// The connection dropped after the operation was sent and before its
+    /// reply, and could not be resumed (the server forgot the connection:
+    /// too long away, or it was closed cleanly), so whether the server
+    /// applied it is unknown. Publishes are never reported so (their id
+    /// makes a re-send safe); appends, updates, deletes and ephemeral
+    /// publishes can be. Check the message (or history) before retrying.
+    #[error(
+        "the connection dropped before the reply to this {operation} and could not be resumed ({reason}); it may or may not have been applied"
+    )]
+    OutcomeUnknown {
+        /// `append`, `update`, `delete` or `ephemeral publish`.
+        operation: &'static str,
+        /// Why there is no answer, one line.
+        reason: String,
+    },
+    /// [`crate::ClientOptions::auth_callback`] gave no token.
+    #[error("the auth callback failed: {0}")]
+    Auth(String),
     /// The server sent something this SDK does not understand.
     #[error("unexpected reply from the server: {0}")]
     Protocol(String),

@@ -30,13 +30,20 @@
 //! # Layout
 //! - [`client`]: [`Client`], the connection state, channel handles.
 //! - [`channel`]: [`Channel`] (subscribe, publish/append/update/delete,
-//!   the folded view, REST reads), [`Subscription`] and its [`Event`]s.
+//!   ephemeral publish, the folded view, REST reads), [`Subscription`]
+//!   and its [`Event`]s.
+//! - [`presence`]: [`Presence`] (enter, update, leave, the member set, its
+//!   changes).
 //! - [`response`]: [`ResponseStream`] and the interrupt convention.
-//! - [`rest`]: [`Rest`], the HTTP half (history, versions, publish).
+//! - [`rest`]: [`Rest`], the HTTP half (history, versions, presence, publish).
+//! - [`auth`]: credentials (token, renewal callback, API key), shared by
+//!   the WebSocket and REST.
 //! - `driver`: the task that owns the WebSocket: reconnect and backoff,
-//!   re-attach and resume, resend, replies matched to requests.
+//!   connection resume, re-attach, re-sends, token renewal, replies matched
+//!   to requests.
 //! - `wire`: the protocol frames; the only place that knows their JSON.
-//! - [`options`], [`error`], `endpoint` (one URL, two front doors).
+//! - [`options`], [`error`], `endpoint` (one URL, two front doors),
+//!   `reply` (the futures of queued requests).
 //!
 //! Folding events into current messages is `tether_core::View`, the same
 //! code the server's folding is tested against; this crate never
@@ -46,27 +53,31 @@
 //! - **Order.** Operations leave in the order their methods were called
 //!   (queued at the call, not at the first poll) and are acknowledged in
 //!   that order, many in flight at once.
-//! - **No gap, no duplicate.** Each subscription resumes from the last
-//!   exact position after a reconnect; repeats are dropped by comparing
-//!   version serials with the view. If the server cannot resume
+//! - **No gap, no duplicate.** After a drop the client resumes its
+//!   connection: the server re-attaches every channel from the last exact
+//!   position the client received; repeats are dropped by comparing
+//!   version serials with the view. If the server cannot resume a channel
 //!   (retention, a reset log) the subscription yields
 //!   [`Event::ContinuityLost`], the view is reset and current state
 //!   follows.
+//! - **Exactly once across reconnects.** Every publish, append, update and
+//!   delete carries `seq`; those in flight at a drop are re-sent with the
+//!   same `seq` on the resumed connection, and the server applies each
+//!   once (also across a server restart, within `resume_ttl_ms`). If the
+//!   server no longer knows the connection (too long away), publishes are
+//!   still re-sent safely (they always carry an idempotency id), and an
+//!   append, update or delete in flight fails with
+//!   [`Error::OutcomeUnknown`] instead of being applied twice.
 //! - **Offline queueing.** Operations issued while disconnected are sent,
 //!   in order, once connected again (up to
 //!   [`ClientOptions::max_pending`]).
-//! - **Exactly-once across reconnects**, as far as protocol v1 allows:
-//!   publishes always carry an idempotency id (generated when you give
-//!   none), so a resend is recognised by the server within its dedupe
-//!   window (120 s by default). Appends in flight when a connection drops
-//!   are checked against the message's current data before being resent,
-//!   for messages this client created (every [`ResponseStream`]); appends
-//!   to other messages, and updates, are **at-least-once** across a drop
-//!   (an update applied twice makes one extra, identical version). A
-//!   resent delete that finds the message already deleted is confirmed.
-//!   The connection-resume issue will add server-side dedupe for all of
-//!   them.
-//!
+//! - **Presence without flicker.** A resumed connection keeps its
+//!   presence; after one that could not be resumed the client enters again
+//!   with the data it had.
+//! - **Tokens renew themselves** with [`ClientOptions::auth_callback`]:
+//!   before expiry, on the live connection (attachments continue).
+//! - Ephemeral messages ([`Channel::publish_ephemeral`]) are at most once.
+
 //! # The interrupt convention
 //! A client asks a streamed response to stop by publishing, on the same
 //! channel, a message named `cancel` whose `extras.target` (or `data`) is
@@ -83,24 +94,30 @@
 //! Plain `http://` and `ws://` for now; TLS needs a cargo feature that is
 //! not there yet (put a TLS-terminating proxy in front meanwhile).
 
+pub mod auth;
 pub mod channel;
 pub mod client;
 mod driver;
 mod endpoint;
 pub mod error;
 pub mod options;
+pub mod presence;
+mod reply;
 pub mod response;
 pub mod rest;
 mod wire;
 
+pub use auth::AuthCallback;
 pub use channel::{
-    AckFuture, Channel, ChannelState, Continuity, Event, SubscribeOptions, Subscription,
+    AckFuture, Channel, ChannelState, Continuity, DoneFuture, Event, SubscribeOptions, Subscription,
 };
 pub use client::{Client, ConnectionState};
 pub use error::Error;
 pub use options::ClientOptions;
+pub use presence::{Presence, PresenceEvent, PresenceSubscription};
 pub use response::ResponseStream;
 pub use rest::{Ack, ChannelInfo, Direction, HistoryPage, HistoryQuery, Rest};
 pub use tether_core::{
     Action, AppendOp, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Serial, UpdateOp, View,
 };
+pub use wire::{EphemeralMessage, Member, PresenceAction};

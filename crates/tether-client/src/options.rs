@@ -1,6 +1,9 @@
 //! How a [`crate::Client`] connects and reconnects.
 
+use std::future::Future;
 use std::time::Duration;
+
+use crate::auth::AuthCallback;
 
 /// Settings of a [`crate::Client`]. Start from [`ClientOptions::default`]
 /// and change what you need:
@@ -17,10 +20,22 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientOptions {
-    /// A credential. Sent as the `token` query parameter of the WebSocket
+    /// A token (JWT). Sent as the `token` query parameter of the WebSocket
     /// URL (browsers cannot set headers there, so the server accepts it
-    /// there) and as `Authorization: Bearer` on REST requests.
+    /// there) and as `Authorization: Bearer` on REST requests. Without
+    /// [`ClientOptions::auth_callback`] it cannot be renewed: once it
+    /// expires the server closes the connection and refuses reconnects.
     pub token: Option<String>,
+    /// Returns a fresh token; called before the current one expires (the
+    /// new one is sent on the live connection as an `auth` frame, so
+    /// attachments continue), when the server says it expired, and for the
+    /// first connection if [`ClientOptions::token`] is not set.
+    pub auth_callback: Option<AuthCallback>,
+    /// An API key, `name:secret`, for trusted back ends (agents, servers);
+    /// never give one to a browser or device: give it a token minted with
+    /// the key instead. Sent as the `key` query parameter and as Basic auth
+    /// on REST. A token, when set, is used instead.
+    pub key: Option<String>,
     /// The identity to act as. Honoured in development mode and for API
     /// key holders; a token fixes its own.
     pub client_id: Option<String>,
@@ -47,6 +62,8 @@ impl Default for ClientOptions {
     fn default() -> ClientOptions {
         ClientOptions {
             token: None,
+            auth_callback: None,
+            key: None,
             client_id: None,
             rollup_ms: None,
             connect_timeout: Duration::from_secs(10),
@@ -61,6 +78,34 @@ impl ClientOptions {
     /// Sets [`ClientOptions::token`].
     pub fn token(mut self, token: impl Into<String>) -> ClientOptions {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::auth_callback`]: an async function returning
+    /// a fresh token, or an error saying why there is none.
+    ///
+    /// ```
+    /// use tether_client::ClientOptions;
+    ///
+    /// let options = ClientOptions::default().auth_callback(|| async {
+    ///     // Ask your back end, which mints tokens with its key.
+    ///     Ok::<_, String>("eyJ...".to_owned())
+    /// });
+    /// assert!(options.auth_callback.is_some());
+    /// ```
+    pub fn auth_callback<F, Fut, E>(mut self, callback: F) -> ClientOptions
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.auth_callback = Some(AuthCallback::new(callback));
+        self
+    }
+
+    /// Sets [`ClientOptions::key`] (`name:secret`).
+    pub fn key(mut self, key: impl Into<String>) -> ClientOptions {
+        self.key = Some(key.into());
         self
     }
 

@@ -2,26 +2,27 @@
 //! bounds, and a one-shot publish. Usable on its own (no WebSocket) through
 //! [`Rest`]; a [`crate::Channel`] uses the same client.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tether_core::{ChannelName, ErrorInfo, Message, NewMessage, Serial};
+use tether_core::{ChannelName, ErrorCode, Message, NewMessage, Serial};
 
+use crate::auth::Auth;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, root_cause};
 use crate::options::ClientOptions;
+use crate::wire::{ErrorBody, Member, MembersBody};
 
 /// The acknowledgement of an applied operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// The message's serial (of its create).
     pub serial: Serial,
-    /// The serial of the version this operation produced. For an append
-    /// that was confirmed after a reconnect instead of being resent (see
-    /// the crate docs), a version that already includes it.
+    /// The serial of the version this operation produced.
     pub version_serial: Serial,
     /// The server already had this operation and stored nothing new: a
-    /// repeated idempotent publish, or an operation confirmed after a
-    /// reconnect.
+    /// repeated idempotent publish.
     pub duplicate: bool,
 }
 
@@ -116,11 +117,6 @@ pub struct ChannelInfo {
 }
 
 #[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorInfo,
-}
-
-#[derive(Deserialize)]
 struct Versions {
     versions: Vec<Message>,
 }
@@ -148,16 +144,27 @@ struct Versions {
 pub struct Rest {
     http: reqwest::Client,
     endpoint: Endpoint,
-    token: Option<String>,
+    /// Shared with the WebSocket of the same client, so a renewed token
+    /// serves both.
+    auth: Arc<Auth>,
 }
 
 impl Rest {
-    /// A client for the server at `url` (`http://host:port`).
+    /// A client for the server at `url` (`http://host:port`), with the
+    /// credential of `options` (token, renewal callback, or key).
     pub fn new(url: &str, options: &ClientOptions) -> Result<Rest, Error> {
-        Ok(Rest::with_endpoint(Endpoint::parse(url)?, options))
+        Ok(Rest::with_endpoint(
+            Endpoint::parse(url)?,
+            options,
+            Auth::new(options),
+        ))
     }
 
-    pub(crate) fn with_endpoint(endpoint: Endpoint, options: &ClientOptions) -> Rest {
+    pub(crate) fn with_endpoint(
+        endpoint: Endpoint,
+        options: &ClientOptions,
+        auth: Arc<Auth>,
+    ) -> Rest {
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .build()
@@ -165,7 +172,7 @@ impl Rest {
         Rest {
             http,
             endpoint,
-            token: options.token.clone(),
+            auth,
         }
     }
 
@@ -211,6 +218,17 @@ impl Rest {
         self.send(self.http.get(url.clone()), url).await
     }
 
+    /// The members present on a channel right now (needs the
+    /// `presence-subscribe` capability).
+    pub async fn presence(&self, channel: &str) -> Result<Vec<Member>, Error> {
+        let channel = ChannelName::new(channel)?;
+        let url = self
+            .endpoint
+            .rest(&["channels", channel.as_str(), "presence"]);
+        let body: MembersBody = self.send(self.http.get(url.clone()), url).await?;
+        Ok(body.members)
+    }
+
     /// Publishes one message over HTTP. For many messages, or streaming,
     /// a [`crate::Channel`] over the WebSocket is much cheaper.
     pub async fn publish(&self, channel: &str, message: &NewMessage) -> Result<Ack, Error> {
@@ -222,18 +240,36 @@ impl Rest {
             .await
     }
 
+    /// Sends with the credential; a token the server says expired is
+    /// renewed (when a callback is set) and the request tried once more.
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: reqwest::Url,
     ) -> Result<T, Error> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.map_err(|e| transport(&url, &e))?;
+        let retry = request.try_clone().filter(|_| self.auth.can_renew());
+        let token = self.auth.token().await?;
+        let result = self.send_once(request, token.as_deref(), &url).await;
+        match (result, retry) {
+            (Err(err), Some(retry)) if err.code() == Some(ErrorCode::TokenExpired) => {
+                self.auth.invalidate();
+                let token = self.auth.token().await?;
+                self.send_once(retry, token.as_deref(), &url).await
+            }
+            (result, _) => result,
+        }
+    }
+
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+        url: &reqwest::Url,
+    ) -> Result<T, Error> {
+        let request = self.auth.apply(request, token);
+        let response = request.send().await.map_err(|e| transport(url, &e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| transport(&url, &e))?;
+        let body = response.bytes().await.map_err(|e| transport(url, &e))?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|e| Error::Protocol(format!("unexpected body from {url}: {e}")));

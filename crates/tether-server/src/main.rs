@@ -1,5 +1,5 @@
 //! The `tether` binary: `tether serve` runs the server; `publish`,
-//! `subscribe`, `history` and `stream` are clients (see [`cli`]).
+//! `subscribe`, `history`, `stream` and `presence` are clients (see [`cli`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,8 @@ enum Command {
     History(cli::history::HistoryArgs),
     /// Stream standard input into one message, as appends.
     Stream(cli::stream::StreamArgs),
+    /// Be present on a channel, list its members, or watch them change.
+    Presence(cli::presence::PresenceArgs),
     /// Mint a token offline with an API key's secret.
     Token(cli::token::TokenArgs),
     /// Run a deterministic fake OpenAI-compatible LLM (tests, demos, benchmarks).
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Subscribe(args) => cli::run(cli::subscribe::run(args)),
         Command::History(args) => cli::run(cli::history::run(args)),
         Command::Stream(args) => cli::run(cli::stream::run(args)),
+        Command::Presence(args) => cli::run(cli::presence::run(args)),
         Command::Token(args) => cli::token::run(args),
         Command::FakeLlm(args) => tether_server::llm::fake::run(args),
         Command::Demo(args) => demo(args),

@@ -19,6 +19,8 @@ fn tether(args: &[&str]) -> Command {
         .args(args)
         .env_remove("TETHER_URL")
         .env_remove("TETHER_TOKEN")
+        .env_remove("TETHER_KEY")
+        .env_remove("TETHER_CLIENT_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -62,12 +64,15 @@ impl Subscriber {
     }
 
     async fn next_message(&mut self) -> Message {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
+        parse(&self.next_line().await)
+    }
+
+    async fn next_line(&mut self) -> String {
+        tokio::time::timeout(WAIT, self.lines.next_line())
             .await
             .expect("a line in time")
             .expect("readable")
-            .expect("still running");
-        parse(&line)
+            .expect("still running")
     }
 }
 
@@ -351,4 +356,125 @@ async fn token_mints_a_usable_narrow_token() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).starts_with("tether: "));
     server.shutdown().await;
+}
+
+const KEY: &str = "cli-key:cli-key-secret-0123456789";
+
+/// A server that requires credentials and knows [`KEY`].
+fn with_key(config: &mut tether_server::Config) {
+    config.dev = false;
+    config.keys.insert(
+        "cli-key".into(),
+        tether_server::auth::KeyConfig {
+            secret: "cli-key-secret-0123456789".into(),
+            capabilities: tether_core::Capabilities::all(),
+        },
+    );
+}
+
+/// Every client subcommand takes an API key (and the client to act as).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subcommands_accept_an_api_key() {
+    let harness = Harness::start_with(with_key).await;
+    let url = harness.url();
+    let channel = "agents:cli";
+    let (code, _, stderr) = run(&["publish", channel, "hi", "--url", &url]).await;
+    assert_one_line_failure(code, &stderr, "error 40100");
+    let key = ["--url", &url, "--key", KEY, "--client-id", "cli-bot"];
+    let (code, lines, stderr) = run(&[&["publish", channel, "first"], &key[..]].concat()).await;
+    assert_eq!(code, 0, "{stderr}");
+    let ack: Value = parse(&lines[0]);
+    let marker = ack["serial"].as_str().expect("serial").to_owned();
+    let mut subscriber =
+        Subscriber::spawn(&[&["subscribe", channel, "--from", &marker], &key[..]].concat());
+    let mut streamer = tether(&[&["stream", channel], &key[..]].concat())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = streamer.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"streamed with a key")
+        .await
+        .expect("write");
+    drop(stdin);
+    let output = tokio::time::timeout(WAIT, streamer.wait_with_output())
+        .await
+        .expect("stream ends")
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let streamed = subscriber.next_message().await;
+    assert_eq!(streamed.client_id.as_deref(), Some("cli-bot"));
+    let (code, lines, stderr) =
+        run(&[&["history", channel, "--forwards"], &key[..]].concat()).await;
+    assert_eq!(code, 0, "{stderr}");
+    let messages: Vec<Message> = lines.iter().map(|l| parse(l)).collect();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].data, json!("first"));
+    assert_eq!(messages[0].client_id.as_deref(), Some("cli-bot"));
+    assert_eq!(messages[1].data, json!("streamed with a key"));
+    subscriber.child.kill().await.expect("stopped");
+}
+
+/// `tether presence enter|members|subscribe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_enter_members_and_subscribe() {
+    let harness = Harness::start_with(with_key).await;
+    let url = harness.url();
+    let channel = "room:cli";
+    let key = ["--url", &url, "--key", KEY];
+    let mut present = Subscriber::spawn(
+        &[
+            &[
+                "presence",
+                "enter",
+                channel,
+                "--data",
+                r#"{"role":"agent"}"#,
+                "--client-id",
+                "agent-1",
+            ],
+            &key[..],
+        ]
+        .concat(),
+    );
+    let entered: Value = parse(&present.next_line().await);
+    assert_eq!(entered, json!({"entered": channel}));
+
+    let (code, lines, stderr) = run(&[&["presence", "members", channel], &key[..]].concat()).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let member: Value = parse(&lines[0]);
+    assert_eq!(member["client_id"], "agent-1");
+    assert_eq!(member["data"], json!({"role": "agent"}));
+
+    let mut watcher = Subscriber::spawn(&[&["presence", "subscribe", channel], &key[..]].concat());
+    let first: Value = parse(&watcher.next_line().await);
+    assert_eq!(first["action"], "enter");
+    assert_eq!(first["from_sync"], true);
+    assert_eq!(first["member"]["client_id"], "agent-1");
+
+    // Ctrl-C leaves at once (a clean close), and the watcher sees it.
+    let pid = present.child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let left: Value = parse(&watcher.next_line().await);
+    assert_eq!(left["action"], "leave");
+    assert_eq!(left["member"]["client_id"], "agent-1");
+    assert_eq!(left["from_sync"], false);
+    let exit = tokio::time::timeout(WAIT, present.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(exit.success(), "{exit:?}");
+    let (code, lines, _) = run(&[&["presence", "members", channel], &key[..]].concat()).await;
+    assert_eq!(code, 0);
+    assert!(lines.is_empty(), "{lines:?}");
+    watcher.child.kill().await.expect("stopped");
 }

@@ -7,7 +7,7 @@ mod sdk_support;
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use sdk_support::{Harness, Proxy, WAIT, fast_options, history};
+use sdk_support::{Harness, Proxy, WAIT, eventually, fast_options, history};
 use serde_json::{Value, json};
 use tether_client::{Client, Event, Message, Serial, Subscription};
 use tokio::task::JoinHandle;
@@ -124,6 +124,15 @@ async fn thousand_appends_while_the_subscriber_keeps_reconnecting() {
         let agent_stream = stream_with(&agent, channel, 100, |_| {
             let subscriber = subscriber.clone();
             async move {
+                // Resuming replays after the last position; a subscriber
+                // that had not yet received the response's create would get
+                // the response as one snapshot (correct, but then not every
+                // fragment as its own event, which this test counts).
+                let held = subscriber.channel(channel).expect("channel");
+                eventually("the response's create", || {
+                    held.with_view(|v| !v.is_empty())
+                })
+                .await;
                 subscriber.reconnect();
                 // Let the reconnect happen while appends keep flowing.
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;

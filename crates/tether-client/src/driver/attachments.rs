@@ -1,14 +1,16 @@
 //! Attached channels: attaching and re-attaching from the last position,
-//! folding events into each channel's view, and fan-out to subscriptions.
+//! folding events into each channel's view, presence, and fan-out to
+//! subscriptions.
 //!
 //! The resume rule (docs/protocol.md, "Resume: the guarantee"): keep the
 //! last `position` the server gave (events and `synced` frames carry one
-//! only when it is exact) and attach with `from` it after a reconnect.
-//! Events replayed around snapshots may repeat; the view's rule "fold only
-//! a version newer than the one held" absorbs them, and only events that
-//! changed the view reach subscribers.
+//! only when it is exact) and attach with `from` it after a reconnect, or
+//! name it in the `resume` frame, after which the server re-attaches the
+//! channel by itself. Events replayed around snapshots may repeat; the
+//! view's rule "fold only a version newer than the one held" absorbs them,
+//! and only events that changed the view reach subscribers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Message, Serial, View};
@@ -16,7 +18,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{ChannelShared, ChannelState, Continuity, Event, SubscribeOptions};
 use crate::error::Error;
-use crate::wire::Outgoing;
+use crate::presence::PresenceEvent;
+use crate::wire::{EphemeralMessage, Member, Outgoing, PresenceAction, ResumedAttachment};
+
+/// Where a subscription's items go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Message and ephemeral events ([`crate::Subscription`]).
+    Events(mpsc::UnboundedSender<Event>),
+    /// Presence changes ([`crate::presence::PresenceSubscription`]); the
+    /// channel is attached with presence while one is alive.
+    Presence(mpsc::UnboundedSender<PresenceEvent>),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -24,6 +37,9 @@ enum Status {
     Pending,
     /// Attach sent as this request; waiting for `attached`.
     Attaching(u64),
+    /// Re-attached by the server after a `resume`; waiting for its
+    /// `attached` (which has no `req`).
+    Resuming,
     /// Events flow.
     Attached,
 }
@@ -32,8 +48,12 @@ enum Status {
 struct Attachment {
     shared: Arc<ChannelShared>,
     subscribers: Vec<(u64, mpsc::UnboundedSender<Event>)>,
+    watchers: Vec<(u64, mpsc::UnboundedSender<PresenceEvent>)>,
     ready: Vec<oneshot::Sender<Result<Continuity, Error>>>,
     rewind: Option<usize>,
+    /// Whether presence is asked for: once a watcher came, for as long as
+    /// the channel stays attached (re-attaching to drop it is not worth it).
+    presence: bool,
     /// The last exact position received: where a re-attach resumes.
     resume_from: Option<Serial>,
     status: Status,
@@ -49,6 +69,24 @@ impl Attachment {
     fn fan_out(&mut self, event: Event) {
         self.subscribers
             .retain(|(_, tx)| tx.send(event.clone()).is_ok());
+    }
+
+    fn fan_out_presence(&mut self, events: Vec<PresenceEvent>) {
+        for event in events {
+            self.watchers
+                .retain(|(_, tx)| tx.send(event.clone()).is_ok());
+        }
+    }
+
+    fn is_unwatched(&self) -> bool {
+        self.subscribers.is_empty() && self.watchers.is_empty()
+    }
+
+    /// Re-attach on the current connection (from the position).
+    fn restart(&mut self) {
+        self.status = Status::Pending;
+        self.shared.presence().suspend();
+        self.shared.state.send_replace(ChannelState::Attaching);
     }
 }
 
@@ -67,23 +105,37 @@ impl Attachments {
         shared: Arc<ChannelShared>,
         options: SubscribeOptions,
         id: u64,
-        events: mpsc::UnboundedSender<Event>,
+        sink: Sink,
         ready: oneshot::Sender<Result<Continuity, Error>>,
     ) {
         let attachment = self.map.entry(channel).or_insert_with(|| {
             *shared.view() = View::new();
+            shared.presence().clear();
             *shared.position() = options.from;
             shared.state.send_replace(ChannelState::Attaching);
             Attachment {
                 shared,
                 subscribers: Vec::new(),
+                watchers: Vec::new(),
                 ready: Vec::new(),
                 rewind: options.rewind,
+                presence: false,
                 resume_from: options.from,
                 status: Status::Pending,
             }
         });
-        attachment.subscribers.push((id, events));
+        match sink {
+            Sink::Events(events) => attachment.subscribers.push((id, events)),
+            Sink::Presence(events) => {
+                attachment.watchers.push((id, events));
+                if !attachment.presence {
+                    attachment.presence = true;
+                    if attachment.status != Status::Pending {
+                        attachment.restart();
+                    }
+                }
+            }
+        }
         match (attachment.status, &*attachment.shared.state.borrow()) {
             (Status::Attached, ChannelState::Attached { continuity }) => {
                 let _ = ready.send(Ok(*continuity));
@@ -98,7 +150,8 @@ impl Attachments {
             return;
         };
         attachment.subscribers.retain(|(sub, _)| *sub != id);
-        if attachment.subscribers.is_empty() {
+        attachment.watchers.retain(|(sub, _)| *sub != id);
+        if attachment.is_unwatched() {
             self.remove(channel, connected);
         }
     }
@@ -111,6 +164,7 @@ impl Attachments {
             self.detaches.push(channel.clone());
         }
         *attachment.shared.view() = View::new();
+        attachment.shared.presence().clear();
         attachment.shared.state.send_replace(ChannelState::Detached);
     }
 
@@ -141,6 +195,7 @@ impl Attachments {
                     // With a position the server uses it only if it cannot
                     // resume: how much current state to send after a loss.
                     rewind: attachment.rewind,
+                    presence: attachment.presence,
                 }
                 .encode(),
             );
@@ -150,6 +205,37 @@ impl Attachments {
 
     pub(crate) fn has_frames(&self) -> bool {
         !self.detaches.is_empty() || self.map.values().any(|a| a.status == Status::Pending)
+    }
+
+    /// The last exact position of every channel, for the `resume` frame.
+    pub(crate) fn positions(&self) -> BTreeMap<&str, Serial> {
+        self.map
+            .iter()
+            .filter_map(|(channel, a)| Some((channel.as_str(), a.resume_from?)))
+            .collect()
+    }
+
+    /// The connection was resumed and the server re-attached `resumed` by
+    /// itself: those channels wait for its `attached`; a channel it
+    /// re-attached that nobody wants any more is detached, and one
+    /// re-attached without the presence asked for is attached again.
+    pub(crate) fn resumed(&mut self, resumed: &[ResumedAttachment]) {
+        for attachment in resumed {
+            let Ok(name) = ChannelName::new(&attachment.channel) else {
+                continue;
+            };
+            let Some(ours) = self.map.get_mut(&name) else {
+                self.detaches.push(name);
+                continue;
+            };
+            if ours.status != Status::Pending || (ours.presence && !attachment.presence) {
+                continue;
+            }
+            ours.status = Status::Resuming;
+            if ours.resume_from.is_none() && attachment.position.is_some() {
+                ours.set_position(attachment.position);
+            }
+        }
     }
 
     pub(crate) fn on_attached(
@@ -162,17 +248,20 @@ impl Attachments {
         let Some(attachment) = self.find(channel) else {
             return;
         };
-        // Our reply, or the server re-announcing a loss mid-subscription;
-        // anything else is left over from an earlier attach.
+        // Our reply, the server's re-attach after a resume, or the server
+        // re-announcing a loss mid-subscription; anything else is left over
+        // from an earlier attach.
         let current = match (attachment.status, req) {
             (Status::Attaching(sent), Some(req)) => sent == req,
-            (Status::Attached, None) => true,
+            (Status::Resuming | Status::Attached, None) => true,
             _ => false,
         };
         if !current {
             return;
         }
         attachment.status = Status::Attached;
+        // The sync that follows (if presence is delivered) replaces the set.
+        attachment.shared.presence().suspend();
         if continuity == Continuity::Lost {
             *attachment.shared.view() = View::new();
             attachment.set_position(None);
@@ -190,10 +279,10 @@ impl Attachments {
     }
 
     pub(crate) fn on_synced(&mut self, channel: &str, position: Option<Serial>) {
-        let Some(attachment) = self.find(channel) else {
+        let Some(attachment) = self.attached(channel) else {
             return;
         };
-        if attachment.status == Status::Attached && position.is_some() {
+        if position.is_some() {
             attachment.set_position(position);
         }
     }
@@ -236,9 +325,31 @@ impl Attachments {
             return;
         }
         attachment.fan_out(Event::Message(message));
-        let orphaned = attachment.subscribers.is_empty();
-        if orphaned {
+        if attachment.is_unwatched() {
             self.remove(&name, connected);
+        }
+    }
+
+    /// A live-only message: passed on, not folded.
+    pub(crate) fn on_ephemeral(&mut self, channel: &str, message: EphemeralMessage) {
+        if let Some(attachment) = self.attached(channel) {
+            attachment.fan_out(Event::Ephemeral(message));
+        }
+    }
+
+    /// One page of the member set.
+    pub(crate) fn on_presence_sync(&mut self, channel: &str, members: Vec<Member>, complete: bool) {
+        if let Some(attachment) = self.attached(channel) {
+            let events = attachment.shared.presence().on_sync(members, complete);
+            attachment.fan_out_presence(events);
+        }
+    }
+
+    /// One member change.
+    pub(crate) fn on_presence(&mut self, channel: &str, action: PresenceAction, member: Member) {
+        if let Some(attachment) = self.attached(channel) {
+            let event = attachment.shared.presence().on_change(action, member);
+            attachment.fan_out_presence(event.into_iter().collect());
         }
     }
 
@@ -258,6 +369,7 @@ impl Attachments {
                 let _ = ready.send(Err(Error::Server(info.clone())));
             }
             *attachment.shared.view() = View::new();
+            attachment.shared.presence().clear();
             attachment
                 .shared
                 .state
@@ -278,11 +390,7 @@ impl Attachments {
     pub(crate) fn disconnected(&mut self) {
         self.detaches.clear();
         for attachment in self.map.values_mut() {
-            attachment.status = Status::Pending;
-            attachment
-                .shared
-                .state
-                .send_replace(ChannelState::Attaching);
+            attachment.restart();
         }
     }
 
@@ -299,5 +407,10 @@ impl Attachments {
     fn find(&mut self, channel: &str) -> Option<&mut Attachment> {
         let name = ChannelName::new(channel).ok()?;
         self.map.get_mut(&name)
+    }
+
+    /// The attachment of `channel` if its events are current.
+    fn attached(&mut self, channel: &str) -> Option<&mut Attachment> {
+        self.find(channel).filter(|a| a.status == Status::Attached)
     }
 }

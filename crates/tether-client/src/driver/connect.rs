@@ -2,19 +2,36 @@
 //! `connected` frame; and turning failures into one-line errors.
 
 use futures::StreamExt;
-use tether_core::ErrorInfo;
+use tether_core::{ErrorCode, ErrorInfo};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::Ws;
 use crate::client::Shared;
 use crate::error::{Error, root_cause};
-use crate::wire::{Hello, Incoming};
+use crate::wire::{ErrorBody, Hello, Incoming};
 
-/// Opens one connection and waits for its `connected` frame.
+/// Opens one connection and waits for its `connected` frame. The token is
+/// renewed first if it is refused or about to expire (and a callback is
+/// set); a refusal of it marks it for renewal on the next attempt.
 pub(crate) async fn open(shared: &Shared) -> Result<(Ws, Hello), Error> {
+    let result = open_once(shared).await;
+    if let Err(err) = &result
+        && matches!(
+            err.code(),
+            Some(ErrorCode::TokenExpired | ErrorCode::Unauthorized)
+        )
+    {
+        shared.auth.invalidate();
+    }
+    result
+}
+
+async fn open_once(shared: &Shared) -> Result<(Ws, Hello), Error> {
     let options = &shared.options;
-    let url = shared.endpoint.ws_with(options);
+    let token = shared.auth.token().await?;
+    let credential = shared.auth.query(token.as_deref());
+    let url = shared.endpoint.ws_with(&credential, options);
     // Errors name the URL without its credential.
     let shown = shared.endpoint.ws.to_string();
     let connect_error = |reason: String| Error::Connect {
@@ -29,6 +46,15 @@ pub(crate) async fn open(shared: &Shared) -> Result<(Ws, Hello), Error> {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(text))) => {
                     return match Incoming::decode(&text) {
+                        // This SDK sends its credential with the upgrade,
+                        // so a server still waiting for one needs one we
+                        // do not have.
+                        Ok(Incoming::Connected(hello)) if hello.authenticated == Some(false) => {
+                            Err(Error::Server(ErrorInfo::new(
+                                ErrorCode::Unauthorized,
+                                "the server requires a credential: set a token, an auth callback or an API key",
+                            )))
+                        }
                         Ok(Incoming::Connected(hello)) => Ok((ws, hello)),
                         Ok(Incoming::Error { code, message, .. }) => {
                             Err(Error::Server(ErrorInfo { code, message }))
@@ -56,11 +82,7 @@ fn handshake_error(url: &str, err: tungstenite::Error) -> Error {
     let reason = match err {
         tungstenite::Error::Http(response) => {
             let body = response.body().as_deref().unwrap_or_default();
-            #[derive(serde::Deserialize)]
-            struct Body {
-                error: ErrorInfo,
-            }
-            if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
+            if let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) {
                 return Error::Server(error);
             }
             format!("the server answered HTTP {}", response.status())
@@ -77,6 +99,11 @@ fn handshake_error(url: &str, err: tungstenite::Error) -> Error {
         url: url.to_owned(),
         reason,
     }
+}
+
+/// The close code of a close frame (0 when there is none).
+pub(super) fn close_code(frame: Option<&tungstenite::protocol::CloseFrame>) -> u16 {
+    frame.map_or(0, |frame| u16::from(frame.code))
 }
 
 pub(super) fn close_reason(frame: Option<tungstenite::protocol::CloseFrame>) -> String {

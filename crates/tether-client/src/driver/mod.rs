@@ -4,46 +4,56 @@
 //! sends leaves in the order it was asked for. The driver:
 //! - connects ([`connect`]), and reconnects with backoff ([`crate::options`]) when the
 //!   connection drops or the server goes quiet;
-//! - on each new connection, confirms appends that may have been applied
-//!   just before the drop ([`ops`]), re-attaches every channel from its
-//!   last position ([`attachments`]) and resends what was not
-//!   acknowledged;
-//! - matches replies to requests by `req` and folds events into views.
+//! - on each new socket, resumes the connection it had ([`resume`]): the
+//!   server keeps its presence and exactly-once state and re-attaches its
+//!   channels; what was not acknowledged is re-sent with its original
+//!   `seq` ([`ops`]). If the server refuses the resume, every channel is
+//!   re-attached from its last position ([`attachments`]) and presence is
+//!   entered again;
+//! - renews the token on the live connection before it expires ([`renew`]);
+//! - matches replies to requests by `req`, folds events into views and
+//!   keeps presence sets.
 //!
 //! It never blocks on a subscriber: events go to unbounded per-subscriber
 //! queues. Reading the socket is what keeps the server from deciding we
 //! are too slow.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use tether_core::{AppendOp, ChannelName, ErrorCode, ErrorInfo, ORIGIN, Operation};
+use serde_json::Value;
+use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
-use crate::channel::{ChannelShared, Continuity, Event, SubscribeOptions};
+use crate::channel::{ChannelShared, Continuity, SubscribeOptions};
 use crate::client::{ConnectionState, Shared};
 use crate::error::{Error, root_cause};
 use crate::options::{Backoff, STABLE_AFTER};
-use crate::rest::{Ack, Rest};
-use crate::wire::{Hello, Incoming, Outgoing};
+use crate::rest::Ack;
+use crate::wire::{Hello, Incoming, Outgoing, PresenceAction};
 
 mod attachments;
 mod connect;
 mod ops;
 mod pace;
+mod renew;
+mod resume;
 
 use attachments::Attachments;
-use connect::close_reason;
+pub(crate) use attachments::Sink;
 pub(crate) use connect::open;
+use connect::{close_code, close_reason};
 use ops::OpQueue;
-pub(crate) use ops::PendingOp;
+pub(crate) use ops::{PendingOp, Request};
 use pace::Pace;
+use renew::Renewal;
+use resume::Resumable;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -65,7 +75,7 @@ pub(crate) enum Command {
         shared: Arc<ChannelShared>,
         options: SubscribeOptions,
         id: u64,
-        events: mpsc::UnboundedSender<Event>,
+        sink: Sink,
         ready: oneshot::Sender<Result<Continuity, Error>>,
     },
     Unsubscribe {
@@ -131,6 +141,13 @@ pub(crate) struct Driver {
     pace: Pace,
     /// Operations are held back until the pace allows more.
     paced: bool,
+    /// The connection to resume on the next socket.
+    resumable: Option<Resumable>,
+    /// Channels this connection asked to be present on, with the data, so
+    /// presence can be entered again on a connection that is not resumed.
+    entered: HashMap<ChannelName, Value>,
+    /// Token renewal on the live connection.
+    renewal: Renewal,
 }
 
 impl Driver {
@@ -148,6 +165,9 @@ impl Driver {
             server_error: None,
             pace: Pace::new(Default::default()),
             paced: false,
+            resumable: None,
+            entered: HashMap::new(),
+            renewal: Renewal::default(),
         }
     }
 
@@ -166,8 +186,10 @@ impl Driver {
             let started = Instant::now();
             let end = self.session(ws, hello).await;
             self.connected = false;
-            self.ops.disconnected();
-            self.channels.disconnected();
+            self.renewal.disconnected();
+            if let Some(resumable) = &mut self.resumable {
+                resumable.dropped_at.get_or_insert_with(Instant::now);
+            }
             match end {
                 End::Lost(why) => {
                     if started.elapsed() >= STABLE_AFTER {
@@ -182,6 +204,8 @@ impl Driver {
                 }
                 End::Close(done) => return self.finish(done),
             }
+            self.ops.disconnected(&reason);
+            self.channels.disconnected();
         }
     }
 
@@ -262,17 +286,27 @@ impl Driver {
             return Flow::Close(None);
         };
         match command {
-            Command::Op(op) => self.ops.push(op),
+            Command::Op(op) => {
+                if let Request::Presence { action, data } = &op.request {
+                    match action {
+                        PresenceAction::Leave => self.entered.remove(&op.channel),
+                        PresenceAction::Enter | PresenceAction::Update => {
+                            self.entered.insert(op.channel.clone(), data.clone())
+                        }
+                    };
+                }
+                self.ops.push(op);
+            }
             Command::Subscribe {
                 channel,
                 shared,
                 options,
                 id,
-                events,
+                sink,
                 ready,
             } => self
                 .channels
-                .subscribe(channel, shared, options, id, events, ready),
+                .subscribe(channel, shared, options, id, sink, ready),
             Command::Unsubscribe { channel, id } => {
                 self.channels.unsubscribe(&channel, id, self.connected);
             }
@@ -288,12 +322,12 @@ impl Driver {
         self.server_error = None;
         self.pace = Pace::new(hello.limits);
         self.paced = false;
-        self.set_state(ConnectionState::Connected {
-            connection_id: hello.connection_id.clone(),
-        });
-        if let Err(end) = self.confirm_unacknowledged(&mut ws).await {
-            return end;
-        }
+        let connection_id = match self.handshake(&mut ws, &hello).await {
+            Ok(id) => id,
+            Err(end) => return end,
+        };
+        self.set_state(ConnectionState::Connected { connection_id });
+        self.renewal.schedule(&self.shared.auth);
         let heartbeat = hello
             .heartbeat_ms
             .map_or(DEFAULT_HEARTBEAT, Duration::from_millis);
@@ -316,10 +350,21 @@ impl Driver {
                                 return end;
                             }
                         }
-                        Some(Ok(WsMessage::Close(frame))) => return End::Lost(close_reason(frame)),
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            self.on_close(close_code(frame.as_ref()));
+                            return End::Lost(close_reason(frame));
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(err)) => return End::Lost(root_cause(&err)),
                         None => return End::Lost("the connection was closed".into()),
+                    }
+                }
+                token = self.renewal.next(&self.shared.auth) => {
+                    let req = self.req();
+                    self.renewal.sent(req);
+                    let frame = Outgoing::Auth { req, token: &token }.encode();
+                    if let Err(err) = ws.send(WsMessage::text(frame)).await {
+                        return End::Lost(root_cause(&err));
                     }
                 }
                 command = self.commands.recv() => {
@@ -336,7 +381,10 @@ impl Driver {
                     match flow {
                         Flow::Continue => {}
                         Flow::Reconnect => {
-                            self.close(&mut ws).await;
+                            // Dropped, not closed: a clean close would make
+                            // the server forget the connection, and the
+                            // point is to resume it.
+                            let _ = ws.flush().await;
                             return End::Reconnect;
                         }
                         Flow::Close(done) => {
@@ -432,14 +480,46 @@ impl Driver {
                 code,
                 message,
             } => return self.on_error(req, channel, ErrorInfo { code, message }),
+            Incoming::Ok { req: Some(req) } => self.ops.done(req),
+            Incoming::Authorized {
+                req: Some(req),
+                expires_at,
+            } => self.renewal.authorized(req, expires_at, &self.shared.auth),
+            Incoming::PresenceSync {
+                channel,
+                members,
+                complete,
+            } => self.channels.on_presence_sync(&channel, members, complete),
+            Incoming::Presence {
+                channel,
+                action,
+                member,
+            } => self.channels.on_presence(&channel, action, member),
+            Incoming::Ephemeral { channel, message } => {
+                self.channels.on_ephemeral(&channel, message);
+            }
             Incoming::Connected(_)
             | Incoming::Ack { req: None, .. }
-            | Incoming::Detached {}
+            | Incoming::Ok { req: None }
+            | Incoming::Authorized { req: None, .. }
+            | Incoming::Resumed { .. }
+            | Incoming::Detached { .. }
             | Incoming::Pong {}
             | Incoming::Heartbeat
             | Incoming::Unknown => {}
         }
         None
+    }
+
+    /// What a close code tells about the credential and the session.
+    fn on_close(&mut self, code: u16) {
+        if code == ErrorCode::TokenExpired.close_code() {
+            self.shared.auth.invalidate();
+        }
+        if code == ErrorCode::ResumeFailed.close_code() {
+            // Another socket resumed this connection: leave it to them.
+            self.resumable = None;
+        }
     }
 
     fn on_error(
@@ -448,9 +528,14 @@ impl Driver {
         channel: Option<String>,
         info: ErrorInfo,
     ) -> Option<End> {
+        if info.kind() == Some(ErrorCode::TokenExpired) {
+            self.shared.auth.invalidate();
+        }
         if let Some(req) = req {
             if let Some(op) = self.ops.take_inflight(req) {
-                self.op_failed(op, info);
+                op.fail(Error::Server(info));
+            } else if self.renewal.refused(req) {
+                tracing::warn!(%info, "the server refused the renewed token; retrying shortly");
             } else if !self.channels.on_attach_error(req, &info) {
                 tracing::debug!(req, %info, "error reply to an unknown request");
             }
@@ -470,99 +555,11 @@ impl Driver {
         }
     }
 
-    fn op_failed(&mut self, op: PendingOp, info: ErrorInfo) {
-        let already_deleted = op.resent
-            && matches!(op.op, Operation::Delete { .. })
-            && info.kind() == Some(ErrorCode::MessageDeleted);
-        if already_deleted {
-            // Our delete probably landed before the drop: confirm it from
-            // the tombstone instead of reporting an error.
-            tokio::spawn(confirm_delete(self.shared.rest.clone(), op, info));
-        } else {
-            op.resolve(Err(Error::Server(info)));
-        }
-    }
-
-    /// Before resending appends that were in flight when the connection
-    /// dropped, finds out which of them the server applied (see [`ops`]).
-    ///
-    /// First a barrier: one refused operation per channel concerned, sent
-    /// on the new connection. The server has one writer that applies
-    /// operations in the order they are queued and replies after commit,
-    /// so once the barrier's reply is in, whatever the old connection got
-    /// queued is committed and visible to the REST read that follows.
-    /// TODO(connection-resume issue): the server's append dedupe makes this
-    /// unnecessary.
-    async fn confirm_unacknowledged(&mut self, ws: &mut Ws) -> Result<(), End> {
-        let targets = self.ops.to_confirm();
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let channels: BTreeSet<&ChannelName> = targets.iter().map(|(c, _)| c).collect();
-        let barrier = AppendOp {
-            data: String::new(),
-            name: None,
-            extras: None,
-        };
-        let mut waiting = BTreeSet::new();
-        for channel in channels {
-            let req = self.req();
-            let frame = Outgoing::Append {
-                req,
-                channel: channel.as_str(),
-                serial: ORIGIN,
-                append: &barrier,
-            };
-            ws.feed(WsMessage::text(frame.encode()))
-                .await
-                .map_err(|e| End::Lost(root_cause(&e)))?;
-            waiting.insert(req);
-        }
-        ws.flush().await.map_err(|e| End::Lost(root_cause(&e)))?;
-        let deadline = tokio::time::Instant::now() + self.shared.options.connect_timeout;
-        while !waiting.is_empty() {
-            let frame = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .map_err(|_| End::Lost("no reply from the server while resuming".into()))?;
-            match frame {
-                Some(Ok(WsMessage::Text(text))) => {
-                    if let Ok(
-                        Incoming::Ack { req: Some(req), .. }
-                        | Incoming::Error { req: Some(req), .. },
-                    ) = Incoming::decode(&text)
-                    {
-                        waiting.remove(&req);
-                    }
-                }
-                Some(Ok(WsMessage::Close(frame))) => return Err(End::Lost(close_reason(frame))),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(End::Lost(root_cause(&e))),
-                None => return Err(End::Lost("the connection was closed".into())),
-            }
-        }
-        for (channel, serial) in targets {
-            match self.shared.rest.message(channel.as_str(), serial).await {
-                Ok(current) => {
-                    let confirmed = self.ops.confirm(&channel, &current);
-                    tracing::debug!(%channel, %serial, confirmed, "confirmed appends after reconnect");
-                }
-                // Gone (deleted, retention): resending reports the error.
-                Err(Error::Server(_)) => {}
-                Err(err) => {
-                    return Err(End::Lost(format!(
-                        "cannot check unacknowledged appends: {err}"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Closes deliberately and waits (briefly) until the server has read
     /// everything we sent: its close reply, or the end of the stream, comes
     /// after it read our close frame, which follows every frame we sent.
     /// Replies arriving meanwhile are still handled, so fewer operations
-    /// need confirming or resending afterwards.
+    /// fail as closed.
     async fn close(&mut self, ws: &mut Ws) {
         if ws.close(None).await.is_err() {
             return;
@@ -575,20 +572,5 @@ impl Driver {
             }
         })
         .await;
-    }
-}
-
-/// Resolves a resent delete refused as "already deleted" from the tombstone.
-async fn confirm_delete(rest: Rest, op: PendingOp, info: ErrorInfo) {
-    let Some(target) = op.op.target() else {
-        return op.resolve(Err(Error::Server(info)));
-    };
-    match rest.message(op.channel.as_str(), target).await {
-        Ok(message) if message.action == tether_core::Action::Delete => op.resolve(Ok(Ack {
-            serial: target,
-            version_serial: message.version.serial,
-            duplicate: true,
-        })),
-        _ => op.resolve(Err(Error::Server(info))),
     }
 }

@@ -1,165 +1,138 @@
-//! Operations waiting for their acknowledgement, and how they survive a
-//! dropped connection.
+//! Requests waiting for their reply, and how they survive a dropped
+//! connection.
 //!
-//! Operations are sent in the order they were queued, and the server
-//! replies in that order too. When a connection drops, every operation
-//! sent on it without a reply is put back, in order, in front of those
-//! never sent, and all of them go out again on the next connection:
+//! Requests are sent in the order they were queued, and the server replies
+//! in that order too. Every publish, append, update and delete carries
+//! `seq`, a per-connection number given when it is first written. When a
+//! connection drops, every request sent on it without a reply is put back,
+//! in order, in front of those never sent, marked *in doubt*; what happens
+//! to it depends on how the next socket starts:
 //!
-//! - a **publish** always carries an id (generated if needed), so the
-//!   server recognises a resend and answers with the original serial;
-//! - an **append** cannot be recognised by the server yet (protocol v1 has
-//!   no append dedupe; TODO(connection-resume issue): replace this with the
-//!   server's per-connection sequence). So before resending, the driver
-//!   asks the server how far the message got (see [`OpQueue::confirm`]) and
-//!   resends only what is missing. That needs the message's data length at
-//!   the last acknowledgement, which the driver knows for messages this
-//!   client created or replaced the data of ([`Lengths`]). Appends to other
-//!   messages are resent as they are: at-least-once;
-//! - an **update** is resent: applying it twice makes one extra version
-//!   with the same content;
-//! - a **delete** that is refused on resend because the message is already
-//!   deleted is confirmed from the tombstone (see the driver).
+//! - **resumed** (the server still knew the connection): everything is
+//!   re-sent, mutations with their original `seq`, and the server applies
+//!   each exactly once (a re-send of one it already applied gets the
+//!   original ack or error again);
+//! - **fresh** (resume refused: too late, or the server forgot the
+//!   connection): a publish is re-sent (it always carries an id, which the
+//!   server deduplicates), presence requests are re-sent (they are
+//!   idempotent), and appends, updates and deletes fail with
+//!   [`Error::OutcomeUnknown`]: nothing on the server can tell whether
+//!   they were applied.
+//!
+//! Ephemeral publishes carry no `seq` and are at most once: one in flight
+//! at a drop fails with [`Error::OutcomeUnknown`] at once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde_json::Value;
-use tether_core::{ChannelName, Message, Operation, Serial};
-use tokio::sync::oneshot;
+use tether_core::{ChannelName, NewMessage, Operation};
 
 use super::Slot;
 use crate::error::Error;
+use crate::reply::Replier;
 use crate::rest::Ack;
-use crate::wire::Outgoing;
+use crate::wire::{Outgoing, PresenceAction};
 
-/// How many messages' data lengths are remembered. Streams are short-lived;
-/// the oldest (lowest serial) are forgotten first.
-const LENGTHS_KEPT: usize = 4096;
+/// Most requests in flight on one connection. The server remembers the
+/// outcomes of the last 8,192 sequenced operations of a connection; more
+/// in flight at a drop could not all be re-sent exactly once.
+const MAX_INFLIGHT: usize = 4096;
 
-/// One operation and whoever waits for its acknowledgement.
+/// What a request asks.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Publish, append, update or delete: sequenced, exactly once across a
+    /// resumed connection.
+    Mutation(Operation),
+    /// A live-only publish: at most once.
+    Ephemeral(NewMessage),
+    /// Enter, update or leave presence: idempotent, re-sent after any drop.
+    Presence { action: PresenceAction, data: Value },
+}
+
+/// One request and whoever waits for its reply.
 #[derive(Debug)]
 pub(crate) struct PendingOp {
     pub(crate) channel: ChannelName,
-    pub(crate) op: Operation,
-    reply: oneshot::Sender<Result<Ack, Error>>,
-    _slot: Slot,
+    pub(crate) request: Request,
+    reply: Replier,
+    /// A unit of the backlog limit; none for requests the driver makes.
+    _slot: Option<Slot>,
     /// The request id on the current connection, once sent.
     req: Option<u64>,
-    /// Sent on an earlier connection that dropped before the reply.
-    pub(crate) resent: bool,
+    /// The exactly-once number of a mutation, once first written.
+    seq: Option<u64>,
+    /// Sent on a connection that dropped before the reply.
+    in_doubt: bool,
 }
 
 impl PendingOp {
     pub(crate) fn new(
         channel: ChannelName,
-        op: Operation,
-        reply: oneshot::Sender<Result<Ack, Error>>,
-        slot: Slot,
+        request: Request,
+        reply: Replier,
+        slot: Option<Slot>,
     ) -> PendingOp {
         PendingOp {
             channel,
-            op,
+            request,
             reply,
             _slot: slot,
             req: None,
-            resent: false,
+            seq: None,
+            in_doubt: false,
         }
     }
 
-    /// Answers the waiter (who may have stopped waiting) and frees the slot.
-    pub(crate) fn resolve(self, result: Result<Ack, Error>) {
-        let _ = self.reply.send(result);
+    fn frame(&self, req: u64) -> String {
+        let channel = self.channel.as_str();
+        match &self.request {
+            Request::Mutation(op) => Outgoing::operation(req, self.seq, channel, op).encode(),
+            Request::Ephemeral(message) => Outgoing::Publish {
+                req,
+                seq: None,
+                channel,
+                message,
+                ephemeral: true,
+            }
+            .encode(),
+            Request::Presence { action, data } => Outgoing::Presence {
+                req,
+                channel,
+                action: *action,
+                data,
+            }
+            .encode(),
+        }
     }
 
-    fn append_target(&self) -> Option<(Serial, &str)> {
-        match &self.op {
-            Operation::Append { target, append } => Some((*target, append.data.as_str())),
-            _ => None,
+    /// What a fresh connection does with it when it is in doubt: `None`
+    /// re-sends it, `Some(what)` reports that the outcome is unknown.
+    fn unsafe_to_resend(&self) -> Option<&'static str> {
+        match &self.request {
+            Request::Mutation(Operation::Create(_)) | Request::Presence { .. } => None,
+            Request::Mutation(Operation::Append { .. }) => Some("append"),
+            Request::Mutation(Operation::Update { .. }) => Some("update"),
+            Request::Mutation(Operation::Delete { .. }) => Some("delete"),
+            Request::Ephemeral(_) => Some("ephemeral publish"),
         }
+    }
+
+    pub(crate) fn fail(self, err: Error) {
+        self.reply.fail(err);
     }
 }
 
-/// The data length (bytes) of messages as of our last acknowledged
-/// operation on them.
-#[derive(Debug, Default)]
-pub(crate) struct Lengths {
-    known: BTreeMap<Serial, HashMap<ChannelName, usize>>,
-    count: usize,
-}
-
-impl Lengths {
-    fn get(&self, channel: &ChannelName, serial: Serial) -> Option<usize> {
-        self.known.get(&serial)?.get(channel).copied()
-    }
-
-    fn set(&mut self, channel: &ChannelName, serial: Serial, len: usize) {
-        if self
-            .known
-            .entry(serial)
-            .or_default()
-            .insert(channel.clone(), len)
-            .is_none()
-        {
-            self.count += 1;
-        }
-        while self.count > LENGTHS_KEPT {
-            let Some((_, oldest)) = self.known.pop_first() else {
-                break;
-            };
-            self.count -= oldest.len();
-        }
-    }
-
-    fn remove(&mut self, channel: &ChannelName, serial: Serial) {
-        if let Some(by_channel) = self.known.get_mut(&serial) {
-            if by_channel.remove(channel).is_some() {
-                self.count -= 1;
-            }
-            if by_channel.is_empty() {
-                self.known.remove(&serial);
-            }
-        }
-    }
-
-    /// Follows an acknowledged operation.
-    fn applied(&mut self, channel: &ChannelName, op: &Operation, ack: &Ack, resent: bool) {
-        let data_len = |data: &Value| match data {
-            Value::String(s) => Some(s.len()),
-            Value::Null => Some(0),
-            _ => None,
-        };
-        match op {
-            // A duplicate of someone else's (or an old) publish may have
-            // been appended to since; ours (a resend) cannot have been,
-            // since nobody had its serial yet.
-            Operation::Create(new) if !ack.duplicate || resent => match data_len(&new.data) {
-                Some(len) => self.set(channel, ack.serial, len),
-                None => self.remove(channel, ack.serial),
-            },
-            Operation::Create(_) => {}
-            Operation::Append { target, append } => {
-                if let Some(len) = self.get(channel, *target) {
-                    self.set(channel, *target, len + append.data.len());
-                }
-            }
-            Operation::Update { target, update } => match update.data.as_ref().map(data_len) {
-                Some(Some(len)) => self.set(channel, *target, len),
-                Some(None) => self.remove(channel, *target),
-                None => {}
-            },
-            Operation::Delete { target, .. } => self.remove(channel, *target),
-        }
-    }
-}
-
-/// Every operation not yet acknowledged, in order.
+/// Every request not yet answered, in order.
 #[derive(Debug, Default)]
 pub(crate) struct OpQueue {
-    /// Queued, not sent on the current connection. Resent ones come first.
+    /// Not sent on the current connection. Those in doubt come first.
     unsent: VecDeque<PendingOp>,
     /// Sent on the current connection, waiting for the reply.
     inflight: VecDeque<PendingOp>,
-    lengths: Lengths,
+    /// The next `seq` to give. Never reused, across connections too, so
+    /// a resumed connection sees each number once.
+    next_seq: u64,
 }
 
 impl OpQueue {
@@ -167,139 +140,105 @@ impl OpQueue {
         self.unsent.push_back(op);
     }
 
-    /// Moves the next queued operation to in flight under `req` and returns
-    /// its frame.
+    /// Whether there is something to send and room to send it.
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty() && self.inflight.len() < MAX_INFLIGHT
+    }
+
+    /// Moves the next queued request to in flight under `req` and returns
+    /// its frame; a mutation gets its `seq` the first time.
     pub(crate) fn send_next(&mut self, req: u64) -> Option<String> {
         let mut op = self.unsent.pop_front()?;
+        if matches!(op.request, Request::Mutation(_)) && op.seq.is_none() {
+            self.next_seq += 1;
+            op.seq = Some(self.next_seq);
+        }
         op.req = Some(req);
-        let frame = Outgoing::operation(req, op.channel.as_str(), &op.op).encode();
+        let frame = op.frame(req);
         self.inflight.push_back(op);
         Some(frame)
     }
 
-    pub(crate) fn has_unsent(&self) -> bool {
-        !self.unsent.is_empty()
-    }
-
-    /// The in-flight operation sent as `req`. Replies come in order, so it
+    /// The in-flight request sent as `req`. Replies come in order, so it
     /// is nearly always the first.
     pub(crate) fn take_inflight(&mut self, req: u64) -> Option<PendingOp> {
         let index = self.inflight.iter().position(|op| op.req == Some(req))?;
         self.inflight.remove(index)
     }
 
-    /// Resolves the operation sent as `req` with its acknowledgement.
+    /// Resolves the request sent as `req` with its acknowledgement.
     pub(crate) fn acked(&mut self, req: u64, ack: Ack) {
         if let Some(op) = self.take_inflight(req) {
-            self.lengths.applied(&op.channel, &op.op, &ack, op.resent);
-            op.resolve(Ok(ack));
+            op.reply.ack(ack);
+        }
+    }
+
+    /// Resolves the request sent as `req` with an `ok`.
+    pub(crate) fn done(&mut self, req: u64) {
+        if let Some(op) = self.take_inflight(req) {
+            op.reply.done();
         }
     }
 
     /// The connection dropped: whatever was in flight goes back in front,
-    /// in order, marked as possibly applied.
-    pub(crate) fn disconnected(&mut self) {
+    /// in order, in doubt; an ephemeral publish fails (at most once).
+    pub(crate) fn disconnected(&mut self, reason: &str) {
         while let Some(mut op) = self.inflight.pop_back() {
+            if matches!(op.request, Request::Ephemeral(_)) {
+                op.fail(Error::OutcomeUnknown {
+                    operation: "ephemeral publish",
+                    reason: reason.to_owned(),
+                });
+                continue;
+            }
             op.req = None;
-            op.resent = true;
+            op.in_doubt = true;
             self.unsent.push_front(op);
         }
+    }
+
+    /// The new socket resumed the connection: every request in doubt is
+    /// re-sent as it was, and the server applies each once.
+    pub(crate) fn resumed(&mut self) {
+        for op in &mut self.unsent {
+            op.in_doubt = false;
+        }
+    }
+
+    /// The new socket is a new connection: requests in doubt that cannot be
+    /// re-sent safely fail with [`Error::OutcomeUnknown`].
+    pub(crate) fn not_resumed(&mut self, reason: &str) {
+        let mut kept = VecDeque::with_capacity(self.unsent.len());
+        for mut op in self.unsent.drain(..) {
+            match op.unsafe_to_resend().filter(|_| op.in_doubt) {
+                Some(operation) => op.fail(Error::OutcomeUnknown {
+                    operation,
+                    reason: reason.to_owned(),
+                }),
+                None => {
+                    op.in_doubt = false;
+                    kept.push_back(op);
+                }
+            }
+        }
+        self.unsent = kept;
+    }
+
+    /// Whether a presence request for `channel` is waiting: it will set
+    /// the presence, so re-entering would be redundant.
+    pub(crate) fn has_presence_for(&self, channel: &ChannelName) -> bool {
+        self.unsent
+            .iter()
+            .chain(&self.inflight)
+            .any(|op| &op.channel == channel && matches!(op.request, Request::Presence { .. }))
     }
 
     /// Fails everything (the client is closing).
     pub(crate) fn fail_all(&mut self) {
         for op in self.inflight.drain(..).chain(self.unsent.drain(..)) {
-            op.resolve(Err(Error::Closed));
+            op.fail(Error::Closed);
         }
     }
-
-    /// Messages with appends that may or may not have been applied before
-    /// the connection dropped, and whose length we know so we can tell.
-    /// A message with a resent update or delete is left alone (resent as is).
-    pub(crate) fn to_confirm(&self) -> Vec<(ChannelName, Serial)> {
-        let mut eligible: BTreeMap<(Serial, &ChannelName), bool> = BTreeMap::new();
-        for op in self.unsent.iter().filter(|op| op.resent) {
-            let Some(target) = op.op.target() else {
-                continue;
-            };
-            let appends_only = op.append_target().is_some();
-            *eligible.entry((target, &op.channel)).or_insert(true) &= appends_only;
-        }
-        eligible
-            .into_iter()
-            .filter(|((serial, channel), ok)| *ok && self.lengths.get(channel, *serial).is_some())
-            .map(|((serial, channel), _)| (channel.clone(), serial))
-            .collect()
-    }
-
-    /// Given the current state of a message, resolves the resent appends
-    /// that it shows were applied, so they are not sent again. Returns how
-    /// many were confirmed.
-    pub(crate) fn confirm(&mut self, channel: &ChannelName, current: &Message) -> usize {
-        let serial = current.serial;
-        let Some(base) = self.lengths.get(channel, serial) else {
-            return 0;
-        };
-        let Value::String(data) = &current.data else {
-            return 0;
-        };
-        let matches = |op: &PendingOp| {
-            op.resent
-                && &op.channel == channel
-                && op.append_target().map(|(t, _)| t) == Some(serial)
-        };
-        let fragments: Vec<&str> = self
-            .unsent
-            .iter()
-            .filter(|op| matches(op))
-            .filter_map(|op| op.append_target().map(|(_, data)| data))
-            .collect();
-        let Some(applied) = applied_prefix(base, data, &fragments) else {
-            tracing::warn!(
-                %channel, %serial,
-                "message changed in an unexpected way while disconnected; resending its unacknowledged appends (they may apply twice)"
-            );
-            return 0;
-        };
-        self.lengths.set(channel, serial, data.len());
-        let mut confirmed = 0;
-        let mut index = 0;
-        while confirmed < applied && index < self.unsent.len() {
-            if matches(&self.unsent[index]) {
-                if let Some(op) = self.unsent.remove(index) {
-                    op.resolve(Ok(Ack {
-                        serial,
-                        version_serial: current.version.serial,
-                        duplicate: true,
-                    }));
-                }
-                confirmed += 1;
-            } else {
-                index += 1;
-            }
-        }
-        confirmed
-    }
-}
-
-/// How many of `fragments` (in order) a message whose data was `base` bytes
-/// long now shows applied, given its current `data`; `None` when the data
-/// is not `base` bytes followed by a prefix of the fragments (someone else
-/// changed it). The smallest count wins, so an empty fragment is resent
-/// rather than wrongly confirmed.
-pub(crate) fn applied_prefix(base: usize, data: &str, fragments: &[&str]) -> Option<usize> {
-    let rest = data.get(base..)?;
-    let mut offset = 0;
-    for (count, fragment) in fragments.iter().enumerate() {
-        if offset == rest.len() {
-            return Some(count);
-        }
-        if !rest[offset..].starts_with(fragment) {
-            return None;
-        }
-        offset += fragment.len();
-    }
-    (offset == rest.len()).then_some(fragments.len())
 }
 
 #[cfg(test)]
@@ -309,19 +248,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use serde_json::json;
-    use tether_core::{AppendOp, NewMessage, UpdateOp};
-    use tokio::sync::watch;
+    use tether_core::{AppendOp, Serial};
+    use tokio::sync::{oneshot, watch};
 
+    use crate::auth::Auth;
     use crate::client::{ConnectionState, Shared};
     use crate::endpoint::Endpoint;
     use crate::options::ClientOptions;
-    use crate::rest::Rest;
 
     fn shared() -> Arc<Shared> {
         let endpoint = Endpoint::parse("http://127.0.0.1:1").expect("url");
         let options = ClientOptions::default();
+        let auth = Auth::new(&options);
         Arc::new(Shared {
-            rest: Rest::with_endpoint(endpoint.clone(), &options),
+            auth,
             endpoint,
             options,
             state: watch::Sender::new(ConnectionState::Closed),
@@ -331,119 +271,145 @@ mod tests {
 
     type Reply = oneshot::Receiver<Result<Ack, Error>>;
 
-    fn pending(shared: &Arc<Shared>, op: Operation) -> (PendingOp, Reply) {
+    fn pending(shared: &Arc<Shared>, request: Request) -> (PendingOp, Reply) {
         let (tx, rx) = oneshot::channel();
         let slot = Slot::take(shared, 10).expect("room");
         let channel = ChannelName::new("c").expect("name");
-        (PendingOp::new(channel, op, tx, slot), rx)
+        let op = PendingOp::new(channel, request, Replier::Ack(tx), Some(slot));
+        (op, rx)
     }
 
     fn serial(seq: u64) -> Serial {
         Serial::new(1_764_151_200_000, seq).expect("fits")
     }
 
-    fn append(target: Serial, data: &str) -> Operation {
-        Operation::Append {
-            target,
+    fn append(data: &str) -> Request {
+        Request::Mutation(Operation::Append {
+            target: serial(1),
             append: AppendOp {
                 data: data.into(),
                 name: None,
                 extras: None,
             },
-        }
+        })
     }
 
-    fn current(data: &str, version: u64) -> Message {
-        serde_json::from_value(json!({
-            "serial": serial(1), "id": "x", "data": data, "timestamp": 1,
-            "action": "update", "version": {"serial": serial(version), "timestamp": 1},
-        }))
-        .expect("message")
-    }
-
-    /// A queue where message 1 was created with "ab" and acknowledged.
-    fn created(shared: &Arc<Shared>) -> OpQueue {
-        let mut queue = OpQueue::default();
-        let create = Operation::Create(NewMessage {
-            data: json!("ab"),
+    fn publish() -> Request {
+        Request::Mutation(Operation::Create(NewMessage {
+            id: Some("m-1".into()),
+            data: json!("hi"),
             ..NewMessage::default()
-        });
-        let (op, _) = pending(shared, create);
-        queue.push(op);
-        assert!(queue.send_next(1).is_some());
-        let ack = Ack {
-            serial: serial(1),
-            version_serial: serial(1),
-            duplicate: false,
-        };
-        queue.acked(1, ack);
-        queue
+        }))
+    }
+
+    fn seq_of(frame: &str) -> Option<u64> {
+        let value: Value = serde_json::from_str(frame).expect("json");
+        value.get("seq").and_then(Value::as_u64)
     }
 
     #[test]
-    fn confirms_the_applied_prefix_and_resends_the_rest_in_order() {
+    fn a_resumed_connection_resends_with_the_original_seq() {
         let shared = shared();
-        let mut queue = created(&shared);
+        let mut queue = OpQueue::default();
         let mut replies = Vec::new();
-        for (req, fragment) in [(2, "cd"), (3, "ef"), (4, "gh")] {
-            let (op, reply) = pending(&shared, append(serial(1), fragment));
+        for data in ["a", "b", "c"] {
+            let (op, reply) = pending(&shared, append(data));
             queue.push(op);
             replies.push(reply);
-            assert!(queue.send_next(req).is_some());
         }
-        let (later, _) = pending(&shared, append(serial(1), "ij"));
+        let first: Vec<_> = (1..=3).filter_map(|req| queue.send_next(req)).collect();
+        assert_eq!(
+            first.iter().map(|f| seq_of(f)).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
+        queue.acked(
+            1,
+            Ack {
+                serial: serial(1),
+                version_serial: serial(2),
+                duplicate: false,
+            },
+        );
+        let (later, _) = pending(&shared, append("d"));
         queue.push(later);
-        queue.disconnected();
+        queue.disconnected("cut");
+        queue.resumed();
+        let again: Vec<_> = (10..=12).filter_map(|req| queue.send_next(req)).collect();
         assert_eq!(
-            queue.to_confirm(),
-            vec![(ChannelName::new("c").expect("name"), serial(1))]
+            again.iter().map(|f| seq_of(f)).collect::<Vec<_>>(),
+            [Some(2), Some(3), Some(4)],
+            "b and c keep their seq, d gets the next"
         );
-
-        // The server got "cd" and "ef" before the drop.
-        assert_eq!(
-            queue.confirm(&ChannelName::new("c").expect("name"), &current("abcdef", 3)),
-            2
-        );
-        for reply in replies.iter_mut().take(2) {
-            let ack = reply.try_recv().expect("resolved").expect("ok");
-            assert!(ack.duplicate);
-            assert_eq!(ack.version_serial, serial(3));
-        }
-        assert!(replies[2].try_recv().is_err(), "gh is still pending");
-        let next = queue.send_next(10).expect("gh first");
-        assert!(next.contains(r#""data":"gh""#), "{next}");
-        let next = queue.send_next(11).expect("then ij");
-        assert!(next.contains(r#""data":"ij""#), "{next}");
-        assert_eq!(shared.pending.load(Ordering::SeqCst), 2);
+        assert!(again[0].contains(r#""data":"b""#), "{}", again[0]);
+        assert!(replies[0].try_recv().expect("acked").is_ok());
+        assert!(replies[1].try_recv().is_err(), "still waiting");
     }
 
     #[test]
-    fn foreign_changes_and_updates_fall_back_to_resending() {
+    fn a_fresh_connection_reports_appends_in_doubt_and_resends_publishes() {
         let shared = shared();
-        let name = ChannelName::new("c").expect("name");
-        let mut queue = created(&shared);
-        let (op, _) = pending(&shared, append(serial(1), "cd"));
+        let mut queue = OpQueue::default();
+        let (op, mut publish_reply) = pending(&shared, publish());
         queue.push(op);
-        assert!(queue.send_next(2).is_some());
-        queue.disconnected();
-        assert_eq!(queue.confirm(&name, &current("abXY", 3)), 0);
-        assert!(queue.has_unsent());
-
-        let mut queue = created(&shared);
-        let (op, _) = pending(&shared, append(serial(1), "cd"));
+        let (op, mut append_reply) = pending(&shared, append("x"));
         queue.push(op);
-        let update = Operation::Update {
-            target: serial(1),
-            update: UpdateOp::default(),
-        };
-        let (op, _) = pending(&shared, update);
-        queue.push(op);
-        assert!(queue.send_next(2).is_some() && queue.send_next(3).is_some());
-        queue.disconnected();
+        assert!(queue.send_next(1).is_some() && queue.send_next(2).is_some());
+        let (never_sent, mut unsent_reply) = pending(&shared, append("y"));
+        queue.push(never_sent);
+        queue.disconnected("cut");
+        queue.not_resumed("41001");
+        let err = append_reply
+            .try_recv()
+            .expect("resolved")
+            .expect_err("unknown");
         assert!(
-            queue.to_confirm().is_empty(),
-            "an update in doubt: resend all"
+            matches!(
+                err,
+                Error::OutcomeUnknown {
+                    operation: "append",
+                    ..
+                }
+            ),
+            "{err}"
         );
+        assert!(publish_reply.try_recv().is_err(), "the publish is re-sent");
+        assert!(unsent_reply.try_recv().is_err(), "never sent: sent now");
+        let frame = queue.send_next(3).expect("publish again");
+        assert!(frame.contains(r#""type":"publish""#), "{frame}");
+        assert_eq!(seq_of(&frame), Some(1));
+        assert_eq!(seq_of(&queue.send_next(4).expect("then y")), Some(3));
+    }
+
+    #[test]
+    fn presence_is_resent_and_ephemeral_fails_at_the_drop() {
+        let shared = shared();
+        let mut queue = OpQueue::default();
+        let presence = Request::Presence {
+            action: PresenceAction::Enter,
+            data: json!({"s": 1}),
+        };
+        let (op, mut presence_reply) = pending(&shared, presence);
+        queue.push(op);
+        let (op, mut ephemeral_reply) = pending(&shared, Request::Ephemeral(NewMessage::default()));
+        queue.push(op);
+        let frame = queue.send_next(1).expect("presence");
+        assert_eq!(seq_of(&frame), None, "presence carries no seq");
+        let frame = queue.send_next(2).expect("ephemeral");
+        assert!(frame.contains(r#""ephemeral":true"#), "{frame}");
+        assert!(queue.has_presence_for(&ChannelName::new("c").expect("name")));
+        queue.disconnected("cut");
+        assert!(matches!(
+            ephemeral_reply.try_recv(),
+            Ok(Err(Error::OutcomeUnknown { .. }))
+        ));
+        queue.not_resumed("41001");
+        assert!(presence_reply.try_recv().is_err(), "re-sent");
+        assert!(queue.send_next(3).is_some());
+        queue.done(3);
+        assert!(matches!(
+            presence_reply.try_recv(),
+            Ok(Err(Error::Protocol(_)))
+        ));
     }
 
     #[test]
@@ -458,31 +424,5 @@ mod tests {
         ));
         drop(slots);
         assert_eq!(shared.pending.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn applied_prefix_counts_what_the_server_has() {
-        let frags = ["Hel", "lo, ", "world"];
-        assert_eq!(applied_prefix(3, "abc", &frags), Some(0));
-        assert_eq!(applied_prefix(3, "abcHel", &frags), Some(1));
-        assert_eq!(applied_prefix(3, "abcHello, ", &frags), Some(2));
-        assert_eq!(applied_prefix(3, "abcHello, world", &frags), Some(3));
-        assert_eq!(applied_prefix(0, "", &[]), Some(0));
-    }
-
-    #[test]
-    fn applied_prefix_refuses_foreign_changes() {
-        let frags = ["a", "b"];
-        assert_eq!(applied_prefix(3, "ab", &frags), None, "shorter than base");
-        assert_eq!(applied_prefix(0, "ax", &frags), None, "not our fragment");
-        assert_eq!(applied_prefix(0, "abc", &frags), None, "more than we sent");
-        assert_eq!(applied_prefix(1, "é", &frags), None, "not a char boundary");
-    }
-
-    #[test]
-    fn applied_prefix_prefers_resending_empty_fragments() {
-        assert_eq!(applied_prefix(0, "a", &["a", "", "b"]), Some(1));
-        assert_eq!(applied_prefix(0, "", &["", "x"]), Some(0));
-        assert_eq!(applied_prefix(0, "aa", &["a", "a"]), Some(2));
     }
 }

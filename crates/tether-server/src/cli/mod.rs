@@ -1,5 +1,7 @@
 //! The client subcommands of `tether` (publish, subscribe, history,
-//! stream), one file each, all built on the Rust SDK (`tether-client`).
+//! stream, presence), one file each, all built on the Rust SDK
+//! (`tether-client`). Each takes the server's URL and a credential: a
+//! token, or an API key (with the client to act as).
 //!
 //! Output: JSON lines when stdout is not a terminal (one message or ack per
 //! line, for `jq` and scripts), one readable line per event on a terminal.
@@ -16,6 +18,7 @@ use serde_json::Value;
 use tether_client::{ClientOptions, Message};
 
 pub mod history;
+pub mod presence;
 pub mod publish;
 pub mod stream;
 pub mod subscribe;
@@ -27,20 +30,32 @@ pub struct Target {
     /// The server's URL.
     #[arg(long, env = "TETHER_URL", default_value = "http://127.0.0.1:7400")]
     pub url: String,
-    /// A credential, sent as the `token` query parameter (WebSocket) or a
+    /// A token, sent as the `token` query parameter (WebSocket) or a
     /// bearer token (REST).
     #[arg(long, env = "TETHER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// An API key, `name:secret` (back ends; used when no token is given).
+    #[arg(long, env = "TETHER_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// With a key: the client to act as.
+    #[arg(long, env = "TETHER_CLIENT_ID")]
+    pub client_id: Option<String>,
 }
 
 impl Target {
     /// SDK options for this target.
     pub fn options(&self) -> ClientOptions {
-        let options = ClientOptions::default();
-        match &self.token {
-            Some(token) => options.token(token.clone()),
-            None => options,
+        let mut options = ClientOptions::default();
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
         }
+        if let Some(key) = &self.key {
+            options = options.key(key.clone());
+        }
+        if let Some(client_id) = &self.client_id {
+            options = options.client_id(client_id.clone());
+        }
+        options
     }
 }
 

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tether_client::{ClientOptions, Direction, HistoryQuery, Message, Rest};
+use tether_client::{
+    Client, ClientOptions, ConnectionState, Direction, HistoryQuery, Message, NewMessage, Rest,
+};
 use tether_server::{Config, Server};
 
 /// How long a test waits for anything it expects.
@@ -47,6 +49,11 @@ impl Harness {
     /// A REST client for assertions.
     pub fn rest(&self) -> Rest {
         Rest::new(&self.url(), &ClientOptions::default()).expect("valid url")
+    }
+
+    /// A REST client with other credentials.
+    pub fn rest_with(&self, options: ClientOptions) -> Rest {
+        Rest::new(&self.url(), &options).expect("valid url")
     }
 
     /// Shuts the server down (clients see the connection drop).
@@ -101,6 +108,22 @@ pub fn fast_options() -> ClientOptions {
     ClientOptions::default()
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(250))
+}
+
+/// A message whose data is `data`.
+pub fn text(data: &str) -> NewMessage {
+    NewMessage {
+        data: serde_json::Value::String(data.to_owned()),
+        ..NewMessage::default()
+    }
+}
+
+/// The client's connection id, while connected.
+pub fn connection_id(client: &Client) -> Option<String> {
+    match &*client.state().borrow() {
+        ConnectionState::Connected { connection_id } => Some(connection_id.clone()),
+        _ => None,
+    }
 }
 
 /// Every current message of a channel, oldest first.
