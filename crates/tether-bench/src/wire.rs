@@ -1,9 +1,14 @@
-//! The few protocol frames the load generator sends, and cheap scanning of
-//! the frames it receives. Server frames are serde-tagged, so `"type"` is
-//! always the first key; values the bench reads (`req`, `serial`, `data`)
-//! never contain escaped quotes.
+//! The few protocol frames the load generator sends (built from the
+//! `tether-protocol` types), and cheap scanning of the frames it receives:
+//! decoding every delivery into `ServerFrame` would make the generator, not
+//! the server, the bottleneck. Server frames are serde-tagged, so `"type"`
+//! is always the first key; values the bench reads (`req`, `serial`,
+//! `data`) never contain escaped quotes. The tests below check the scanners
+//! on frames encoded by the protocol types.
 
 use memchr::memmem;
+use tether_protocol::ClientFrame;
+use tether_protocol::rest::{AppendOp, NewMessage};
 
 /// Bytes in one token (the data of one append).
 pub const TOKEN_LEN: usize = 32;
@@ -83,31 +88,52 @@ pub fn position(text: &str) -> Option<&str> {
 
 /// `append` to message `serial`.
 pub fn append(req: u64, channel: &str, serial: &str, data: &str) -> String {
-    format!(
-        r#"{{"type":"append","req":{req},"channel":"{channel}","serial":"{serial}","data":"{data}"}}"#
-    )
+    ClientFrame::Append {
+        req: Some(req),
+        seq: None,
+        channel: channel.to_owned(),
+        serial: serial.to_owned(),
+        append: AppendOp {
+            data: data.to_owned(),
+            name: None,
+            extras: None,
+        },
+    }
+    .to_json()
 }
 
 /// `publish` a message with string data.
 pub fn publish(req: u64, channel: &str, data: &str) -> String {
-    format!(
-        r#"{{"type":"publish","req":{req},"channel":"{channel}","message":{{"data":"{data}"}}}}"#
-    )
+    ClientFrame::Publish {
+        req: Some(req),
+        seq: None,
+        channel: channel.to_owned(),
+        message: NewMessage {
+            data: data.into(),
+            ..NewMessage::default()
+        },
+        ephemeral: false,
+    }
+    .to_json()
 }
 
 /// `attach`, resuming after `from` when given.
 pub fn attach(req: u64, channel: &str, from: Option<&str>) -> String {
-    match from {
-        Some(from) => {
-            format!(r#"{{"type":"attach","req":{req},"channel":"{channel}","from":"{from}"}}"#)
-        }
-        None => format!(r#"{{"type":"attach","req":{req},"channel":"{channel}"}}"#),
+    ClientFrame::Attach {
+        req: Some(req),
+        channel: channel.to_owned(),
+        from: from.map(str::to_owned),
+        rewind: None,
+        presence: false,
     }
+    .to_json()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tether_protocol::Serial;
+    use tether_protocol::ServerFrame;
 
     #[test]
     fn tokens_round_trip_and_scan() {
@@ -121,16 +147,56 @@ mod tests {
         assert_eq!(for_each_token("", |_| {}), 0);
     }
 
+    fn sample(serial: u64) -> Serial {
+        Serial::new(1_764_151_200_000, serial).expect("a serial")
+    }
+
     #[test]
-    fn scans_server_frames() {
-        let ack = r#"{"type":"ack","req":42,"serial":"1-0000000000000007","version_serial":"x","duplicate":false}"#;
+    fn scans_server_frames_the_protocol_encodes() {
+        let ack = ServerFrame::Ack {
+            req: Some(42),
+            serial: sample(7),
+            version_serial: sample(8),
+            duplicate: false,
+        }
+        .to_vec()
+        .expect("encodes");
+        let ack = std::str::from_utf8(&ack).expect("utf-8");
         assert_eq!(frame_type(ack), Some("ack"));
         assert_eq!(req(ack), Some(42));
-        assert_eq!(serial(ack), Some("1-0000000000000007"));
-        let msg = r#"{"type":"message","channel":"c","position":"p1","message":{"serial":"s","data":"T0000000000000001...............","action":"append"}}"#;
+        assert_eq!(serial(ack), Some("1764151200000-0000000000000007"));
+        let event: tether_protocol::Message = serde_json::from_value(serde_json::json!({
+            "serial": sample(1), "id": "m", "data": token(1), "timestamp": 1,
+            "action": "append", "version": {"serial": sample(2), "timestamp": 1}
+        }))
+        .expect("a message");
+        let msg = ServerFrame::Message {
+            channel: "c".into(),
+            position: Some(sample(2)),
+            message: std::borrow::Cow::Owned(event),
+        }
+        .to_vec()
+        .expect("encodes");
+        let msg = std::str::from_utf8(&msg).expect("utf-8");
         assert_eq!(frame_type(msg), Some("message"));
-        assert_eq!(position(msg), Some("p1"));
+        assert_eq!(position(msg), Some("1764151200000-0000000000000002"));
         assert_eq!(data(msg).and_then(token_ts), Some(1));
         assert_eq!(req(msg), None);
+    }
+
+    #[test]
+    fn sent_frames_are_the_protocol_frames() {
+        let frame = append(3, "bench:1", "1764151200000-0000000000000001", &token(5));
+        assert!(matches!(
+            tether_protocol::decode_client_frame(&frame),
+            Ok(ClientFrame::Append { req: Some(3), .. })
+        ));
+        let frame = publish(4, "bench:1", "x");
+        assert!(tether_protocol::decode_client_frame(&frame).is_ok_and(|f| f.is_mutation()));
+        let frame = attach(5, "bench:1", Some("1764151200000-0000000000000001"));
+        assert!(matches!(
+            tether_protocol::decode_client_frame(&frame),
+            Ok(ClientFrame::Attach { from: Some(_), .. })
+        ));
     }
 }

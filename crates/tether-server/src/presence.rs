@@ -10,17 +10,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use serde_json::Value;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 
 use crate::broker::{Broker, LiveItem};
 
 /// One member: a connection of a client on a channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     /// The client's identity (from its credential).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// The connection; a client on two devices is two members.
     pub connection_id: String,
@@ -31,8 +29,7 @@ pub struct Member {
 }
 
 /// What happened to a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceAction {
     /// Joined the channel.
     Enter,
@@ -43,17 +40,15 @@ pub enum PresenceAction {
 }
 
 /// A presence change as broadcast.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PresenceEvent {
     /// The channel.
-    #[serde(skip)]
     pub channel: ChannelName,
     /// What happened.
     pub action: PresenceAction,
     /// The member after the change (its last state for a leave).
     pub member: Member,
     /// The channel's presence version after this change.
-    #[serde(skip)]
     pub version: u64,
 }
 

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tether_server::protocol;
+use tether_protocol as protocol;
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -73,6 +73,10 @@ fn check(text: &str) {
     let _ = protocol::salvage_req(text);
     match protocol::decode_client_frame(text) {
         Ok(frame) => {
+            // What the server accepts, a client can send: it re-encodes
+            // and decodes again to the same frame.
+            let again = protocol::decode_client_frame(&frame.to_json());
+            assert_eq!(again.as_ref().ok(), Some(&frame), "{text}");
             if let Some(Err((_, err))) = protocol::mutation(frame) {
                 assert!((40000..50000).contains(&err.code), "{err:?}");
             }

@@ -126,6 +126,8 @@ export class Channel extends Emitter<ChannelEvents> {
   private _position: Serial | undefined;
   private rewind: number;
   private wanted = false;
+  /** The last channel-level error the server sent without a request: the reason for a `detached` that follows. */
+  private serverError: TetherError | undefined;
   private waiters: { resolve: (r: AttachResult) => void; reject: (e: TetherError) => void }[] = [];
   private lastAttach: AttachResult | undefined;
   /** Bumped when the view is reset, so late out-of-band fetches are discarded. */
@@ -399,6 +401,7 @@ export class Channel extends Emitter<ChannelEvents> {
 
   /** @internal An error about this channel that answers no request. */
   _onError(err: TetherError): void {
+    this.serverError = err;
     this.emit('error', err);
   }
 
@@ -409,6 +412,7 @@ export class Channel extends Emitter<ChannelEvents> {
 
   /** @internal The server's `attached`. Must run before the frames that follow it. */
   _onAttached(continuity: Continuity, error?: TetherError): void {
+    this.serverError = undefined;
     if (continuity === 'lost') this.reset();
     const result: AttachResult = error ? { continuity, error } : { continuity };
     this.lastAttach = result;
@@ -436,8 +440,13 @@ export class Channel extends Emitter<ChannelEvents> {
     this.emit('error', err);
   }
 
-  /** @internal The server detached us without being asked. */
-  _onDetached(error?: TetherError): void {
+  /**
+   * @internal The server detached us without being asked. Why came in the
+   * `error` frame just before (the `detached` frame carries no error).
+   */
+  _onDetached(): void {
+    const error = this.serverError;
+    this.serverError = undefined;
     if (this._state === 'detaching') return;
     this.wanted = false;
     this.presence._reset();

@@ -361,7 +361,7 @@ export class TetherClient extends Emitter<ClientEvents> {
       case 'detached':
         // A reply to our own detach (it has `req`) is handled by the request.
         if (frame.req === undefined) {
-          this.channels.get(frame.channel)?._onDetached(frame.error ? TetherError.from(frame.error) : undefined);
+          this.channels.get(frame.channel)?._onDetached();
         }
         break;
       case 'presence-sync':

@@ -35,6 +35,7 @@ import type {
   WebSocketConstructor,
   WebSocketLike,
 } from './types.js';
+import { parseServerFrame } from './frames.js';
 import { backoffDelay, type BackoffOptions, utf8Length, wsUrl } from './util.js';
 
 /**
@@ -321,11 +322,9 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   private onData(data: unknown): void {
     this.lastActivity = Date.now();
-    let frame: ServerFrame;
-    try {
-      const text = typeof data === 'string' ? data : new TextDecoder().decode(data as ArrayBuffer);
-      frame = JSON.parse(text) as ServerFrame;
-    } catch {
+    const text = typeof data === 'string' ? data : new TextDecoder().decode(data as ArrayBuffer);
+    const frame = parseServerFrame(text);
+    if (!frame) {
       this.emit('error', new TetherError(ErrorCodes.ProtocolError, 'unreadable frame from server'));
       return;
     }

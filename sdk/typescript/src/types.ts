@@ -125,6 +125,10 @@ export interface ServerLimits {
   max_frame_bytes?: number;
   max_message_bytes?: number;
   max_channels?: number;
+  /** Sustained mutations per second of this credential (all its connections and REST requests together). */
+  publish_rate_per_sec?: number;
+  /** Largest burst of mutations, shared the same way. */
+  publish_burst?: number;
 }
 
 /** The wire error shape. */
@@ -212,8 +216,13 @@ export type ServerFrame =
    * empty or quiet channel) resume exactly.
    */
   | { type: 'synced'; channel: string; position?: Serial }
-  | { type: 'detached'; req?: number; channel: string; error?: ErrorInfo }
-  | { type: 'ack'; req?: number; serial: Serial; version_serial: Serial; duplicate?: boolean }
+  /**
+   * Without `req`: the server ended the attachment itself (a renewed
+   * credential no longer grants subscribe), right after an `error` frame
+   * naming the channel and saying why. The frame itself carries no error.
+   */
+  | { type: 'detached'; req?: number; channel: string }
+  | { type: 'ack'; req?: number; serial: Serial; version_serial: Serial; duplicate: boolean }
   | { type: 'error'; req?: number; channel?: string; code: number; message: string }
   | { type: 'pong'; req?: number }
   | { type: 'ok'; req?: number }

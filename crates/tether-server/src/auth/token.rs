@@ -36,17 +36,8 @@ pub struct TokenClaims {
     pub nbf: Option<u64>,
 }
 
-/// The body of `POST /keys/{key}/tokens`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// Identity of the user or device the token is for.
-    pub client_id: Option<String>,
-    /// Capabilities; the key's own when omitted.
-    pub capabilities: Option<Capabilities>,
-    /// Lifetime in seconds (default one hour, at most one day).
-    pub ttl_secs: Option<u64>,
-}
+/// The body of `POST /keys/{key}/tokens` (a wire type).
+pub use tether_protocol::rest::TokenRequest;
 
 /// A configured external issuer.
 pub struct Issuer {

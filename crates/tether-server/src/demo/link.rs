@@ -2,7 +2,8 @@
 //!
 //! The agents are ordinary clients of the server: they connect over
 //! WebSocket with the demo's API key and a `client_id`, attach channels,
-//! publish, append and enter presence with the frames of docs/protocol.md.
+//! publish, append and enter presence with the frames of docs/protocol.md
+//! (the `tether-protocol` types).
 //! (The Rust SDK has no presence yet, and the demo must show it.)
 //!
 //! A [`Link`] is cheap to clone. Requests are written in call order (the
@@ -17,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tether_core::Message;
+use serde_json::{Map, Value};
+use tether_core::{AppendOp, Message, NewMessage, UpdateOp};
+use tether_protocol::{ClientFrame, PresenceVerb, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -129,14 +131,16 @@ impl Link {
         // The first frame is `connected` (or an error before a close).
         loop {
             match read.next().await {
-                Some(Ok(WsMessage::Text(text))) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-                    match frame.get("type").and_then(Value::as_str) {
-                        Some("connected") => break,
-                        Some("error") => return Err(error_of(&frame)),
-                        _ => {}
+                Some(Ok(WsMessage::Text(text))) => match ServerFrame::decode(text.as_str()) {
+                    Ok(ServerFrame::Connected { .. }) => break,
+                    Ok(ServerFrame::Error { code, message, .. }) => {
+                        return Err(LinkError {
+                            code,
+                            message: message.into_owned(),
+                        });
                     }
-                }
+                    _ => {}
+                },
                 Some(Ok(_)) => {}
                 _ => return Err(closed()),
             }
@@ -170,7 +174,8 @@ impl Link {
                         }
                     },
                     _ = ping.tick() => {
-                        if write.send(WsMessage::Text(r#"{"type":"ping"}"#.into())).await.is_err() {
+                        let ping = ClientFrame::Ping { req: None }.to_json();
+                        if write.send(WsMessage::Text(ping.into())).await.is_err() {
                             break;
                         }
                     }
@@ -191,15 +196,16 @@ impl Link {
         ))
     }
 
-    /// Sends `frame` with a fresh `req`; the reply comes through [`Reply`].
-    pub fn request(&self, mut frame: Value) -> Reply {
+    /// Sends `frame` with a fresh `req` (whatever `req` it holds is
+    /// replaced); the reply comes through [`Reply`].
+    pub fn request(&self, mut frame: ClientFrame) -> Reply {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
-        frame["req"] = req.into();
+        set_req(&mut frame, req);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut replies) = self.replies.lock() {
             replies.insert(req, tx);
         }
-        if self.out.send(frame.to_string()).is_err()
+        if self.out.send(frame.to_json()).is_err()
             && let Ok(mut replies) = self.replies.lock()
         {
             replies.remove(&req);
@@ -210,131 +216,165 @@ impl Link {
     /// Attaches `channel`: from `position` when given (exact resume),
     /// otherwise fresh with the last `rewind` messages.
     pub fn attach(&self, channel: &str, position: Option<&str>, rewind: usize) -> Reply {
-        let mut frame = json!({"type": "attach", "channel": channel});
-        match position {
-            Some(position) => frame["from"] = position.into(),
-            None => frame["rewind"] = rewind.into(),
-        }
-        self.request(frame)
+        self.request(ClientFrame::Attach {
+            req: None,
+            channel: channel.to_owned(),
+            from: position.map(str::to_owned),
+            rewind: position.is_none().then_some(rewind),
+            presence: false,
+        })
     }
 
     /// Publishes `message` (`{id?, name?, data?, extras?}`).
     pub fn publish(&self, channel: &str, message: Value) -> Reply {
-        self.request(json!({"type": "publish", "channel": channel, "message": message}))
+        match serde_json::from_value::<NewMessage>(message) {
+            Ok(message) => self.publish_message(channel, message),
+            Err(err) => refused(format!("not a message: {err}")),
+        }
+    }
+
+    fn publish_message(&self, channel: &str, message: NewMessage) -> Reply {
+        self.request(ClientFrame::Publish {
+            req: None,
+            seq: None,
+            channel: channel.to_owned(),
+            message,
+            ephemeral: false,
+        })
     }
 
     /// Appends a fragment to the message `serial`.
     pub fn append(&self, channel: &str, serial: &str, data: &str) -> Reply {
-        self.request(json!({"type": "append", "channel": channel, "serial": serial, "data": data}))
+        self.request(ClientFrame::Append {
+            req: None,
+            seq: None,
+            channel: channel.to_owned(),
+            serial: serial.to_owned(),
+            append: AppendOp {
+                data: data.to_owned(),
+                name: None,
+                extras: None,
+            },
+        })
     }
 
     /// Updates the message `serial`: `patch` holds `name`, `data` and/or
     /// `extras` (merged one level deep).
     pub fn update(&self, channel: &str, serial: &str, patch: Value) -> Reply {
-        let mut frame = json!({"type": "update", "channel": channel, "serial": serial});
-        if let (Some(frame), Value::Object(patch)) = (frame.as_object_mut(), patch) {
-            frame.extend(patch);
+        match serde_json::from_value::<UpdateOp>(patch) {
+            Ok(update) => self.request(ClientFrame::Update {
+                req: None,
+                seq: None,
+                channel: channel.to_owned(),
+                serial: serial.to_owned(),
+                update,
+            }),
+            Err(err) => refused(format!("not an update: {err}")),
         }
-        self.request(frame)
     }
 
     /// Asks the response `target` to stop (the interrupt convention).
     pub fn cancel(&self, channel: &str, target: &str) -> Reply {
-        self.publish(
+        let mut extras = Map::new();
+        extras.insert("target".into(), target.into());
+        self.publish_message(
             channel,
-            json!({"name": "cancel", "extras": {"target": target}}),
+            NewMessage {
+                name: Some(tether_core::conventions::CANCEL.into()),
+                extras: Some(extras),
+                ..NewMessage::default()
+            },
         )
     }
 
     /// Enters (or updates) presence on `channel` with `data`.
     pub fn presence(&self, channel: &str, data: Value) -> Reply {
-        self.request(
-            json!({"type": "presence", "channel": channel, "action": "enter", "data": data}),
-        )
+        self.request(ClientFrame::Presence {
+            req: None,
+            channel: channel.to_owned(),
+            action: PresenceVerb::Enter,
+            data,
+        })
     }
 
     /// Leaves presence on `channel`.
     pub fn leave(&self, channel: &str) -> Reply {
-        self.request(json!({"type": "presence", "channel": channel, "action": "leave"}))
+        self.request(ClientFrame::Presence {
+            req: None,
+            channel: channel.to_owned(),
+            action: PresenceVerb::Leave,
+            data: Value::Null,
+        })
+    }
+}
+
+/// A reply that is already a refusal (a request that could not be built).
+fn refused(message: String) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(LinkError { code: 0, message }));
+    Reply(rx)
+}
+
+/// Sets the `req` of any frame.
+fn set_req(frame: &mut ClientFrame, value: u64) {
+    match frame {
+        ClientFrame::Attach { req, .. }
+        | ClientFrame::Detach { req, .. }
+        | ClientFrame::Publish { req, .. }
+        | ClientFrame::Append { req, .. }
+        | ClientFrame::Update { req, .. }
+        | ClientFrame::Delete { req, .. }
+        | ClientFrame::Auth { req, .. }
+        | ClientFrame::Presence { req, .. }
+        | ClientFrame::Resume { req, .. }
+        | ClientFrame::Ping { req } => *req = Some(value),
     }
 }
 
 /// Routes one server frame: replies to their request, events to the agent.
 fn dispatch(text: &str, replies: &Replies, events: &mpsc::UnboundedSender<Incoming>) {
-    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+    let Ok(frame) = ServerFrame::decode(text) else {
         return;
     };
-    let kind = frame
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let channel = || {
-        frame
-            .get("channel")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let position = || {
-        frame
-            .get("position")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    match kind {
-        "message" => {
-            let Some(message) = frame
-                .get("message")
-                .and_then(|m| serde_json::from_value::<Message>(m.clone()).ok())
-            else {
-                return;
-            };
+    let req = frame.req();
+    let reply = match frame {
+        ServerFrame::Message {
+            channel,
+            position,
+            message,
+        } => {
             let _ = events.send(Incoming::Message {
-                channel: channel(),
-                message: Box::new(message),
-                position: position(),
+                channel: channel.into_owned(),
+                message: Box::new(message.into_owned()),
+                position: position.map(|p| p.to_string()),
             });
+            return;
         }
-        "synced" => {
+        ServerFrame::Synced { channel, position } => {
             let _ = events.send(Incoming::Synced {
-                channel: channel(),
-                position: position(),
+                channel: channel.into_owned(),
+                position: position.map(|p| p.to_string()),
             });
+            return;
         }
-        _ => {}
-    }
-    // `attached` is a reply and also precedes the attach's events; both
-    // orders are fine for the agents, which wait for `synced`.
-    let Some(req) = frame.get("req").and_then(Value::as_u64) else {
-        if kind == "error" {
-            tracing::warn!(error = %error_of(&frame), "demo agent: connection error");
+        ServerFrame::Error { code, message, .. } => Err(LinkError {
+            code,
+            message: message.into_owned(),
+        }),
+        // `attached` is a reply and also precedes the attach's events; both
+        // orders are fine for the agents, which wait for `synced`.
+        other => Ok(serde_json::to_value(&other).unwrap_or_default()),
+    };
+    let Some(req) = req else {
+        if let Err(err) = reply {
+            tracing::warn!(error = %err, "demo agent: connection error");
         }
         return;
     };
-    let Some(reply) = replies.lock().ok().and_then(|mut r| r.remove(&req)) else {
+    let Some(waiter) = replies.lock().ok().and_then(|mut r| r.remove(&req)) else {
         return;
     };
-    let result = if kind == "error" {
-        Err(error_of(&frame))
-    } else {
-        Ok(frame)
-    };
-    let _ = reply.send(result);
-}
-
-fn error_of(frame: &Value) -> LinkError {
-    LinkError {
-        code: frame
-            .get("code")
-            .and_then(Value::as_u64)
-            .and_then(|c| u32::try_from(c).ok())
-            .unwrap_or(0),
-        message: frame
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("error")
-            .to_owned(),
-    }
+    let _ = waiter.send(reply);
 }
 
 /// Percent-encodes a query parameter value.

@@ -20,7 +20,7 @@ use tether_core::capability::Operation;
 pub mod listener;
 pub mod rest;
 pub mod sse;
-pub mod wording;
+pub use tether_protocol::wording;
 
 /// Every route Tether serves.
 pub fn router(app: App) -> Router {

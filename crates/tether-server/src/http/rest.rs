@@ -5,12 +5,15 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 use tether_core::{
-    AppendOp, ChannelName, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Operation, Serial,
-    UpdateOp,
+    AppendOp, ChannelName, DeleteOp, ErrorCode, ErrorInfo, Message, Operation, Serial, UpdateOp,
 };
+use tether_protocol::rest::{
+    ChannelInfo, HistoryPage, Members, PublishBody, PublishResult, PublishResults, TokenResponse,
+    Versions,
+};
+use tether_protocol::{DEFAULT_PAGE, MAX_PAGE};
 use tether_store::{Direction, HistoryQuery};
 
 use super::ApiError;
@@ -20,29 +23,6 @@ use crate::auth::extract::Caller;
 use crate::engine::{Identity, store_error};
 use crate::protocol::{self, AckBody, ErrorBody};
 use tether_core::capability::Operation as Cap;
-
-/// Largest history page.
-const MAX_PAGE: usize = 1000;
-/// History page size when none is asked for.
-const DEFAULT_PAGE: usize = 100;
-
-/// A publish body: one message or an array of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum PublishBody {
-    /// Several messages, applied in order.
-    Many(Vec<NewMessage>),
-    /// One message.
-    One(NewMessage),
-}
-
-/// One element of an array publish's reply.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum PublishResult {
-    Ok(AckBody),
-    Err(ErrorBody),
-}
 
 /// `POST /channels/{channel}/messages`
 pub async fn publish(
@@ -72,11 +52,11 @@ pub async fn publish(
                     Err(err) => Err(err),
                 };
                 results.push(match outcome {
-                    Ok(ack) => PublishResult::Ok(ack.into()),
+                    Ok(ack) => PublishResult::Ok(protocol::ack_body(ack)),
                     Err(error) => PublishResult::Err(ErrorBody { error }),
                 });
             }
-            Ok((StatusCode::CREATED, Json(json!({ "results": results }))).into_response())
+            Ok((StatusCode::CREATED, Json(PublishResults { results })).into_response())
         }
     }
 }
@@ -148,7 +128,7 @@ pub async fn versions(
     let (channel, serial) = parse_target(&channel, &serial)?;
     caller.require(&channel, Cap::History)?;
     let versions = app.engine.versions(&channel, serial).await?;
-    Ok(Json(json!({ "versions": versions })).into_response())
+    Ok(Json(Versions { versions }).into_response())
 }
 
 /// Query of `GET /channels/{channel}/messages`.
@@ -200,7 +180,11 @@ pub async fn history(
         to_time: params.to_time,
     };
     let page = app.engine.history(&channel, query).await?;
-    Ok(Json(json!({ "messages": page.messages, "next": page.next })).into_response())
+    Ok(Json(HistoryPage {
+        messages: page.messages,
+        next: page.next,
+    })
+    .into_response())
 }
 
 /// `GET /channels/{channel}/presence`: the current members.
@@ -212,7 +196,8 @@ pub async fn presence(
     let channel = protocol::channel(&channel)?;
     caller.require(&channel, Cap::PresenceSubscribe)?;
     let (members, _) = app.engine.presence().snapshot(&channel);
-    Ok(Json(json!({ "members": members })).into_response())
+    let members = members.iter().map(protocol::wire_member).collect();
+    Ok(Json(Members { members }).into_response())
 }
 
 /// `GET /channels/{channel}`: the log's bounds.
@@ -225,12 +210,12 @@ pub async fn channel_info(
     caller.require(&channel, Cap::History)?;
     let bounds = app.engine.bounds(&channel).await?;
     let first = bounds.and_then(|b| Serial::new(b.epoch, b.first_seq));
-    Ok(Json(json!({
-        "channel": channel,
-        "epoch": bounds.map(|b| b.epoch),
-        "first": first,
-        "position": bounds.map(|b| b.head()),
-    }))
+    Ok(Json(ChannelInfo {
+        epoch: bounds.map(|b| b.epoch),
+        first,
+        position: bounds.map(|b| b.head()),
+        channel,
+    })
     .into_response())
 }
 
@@ -258,7 +243,7 @@ async fn apply(
         .engine
         .submit(channel, op, caller, &identity(caller))
         .await?;
-    receipt.await.map(AckBody::from).map_err(store_error)
+    receipt.await.map(protocol::ack_body).map_err(store_error)
 }
 
 /// `POST /keys/{key}/tokens`: a key holder mints a token for a client.
@@ -284,7 +269,11 @@ pub async fn mint_token(
     let (token, expires_at) = app.auth.mint(&key, request)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "expires_at": expires_at, "client_id": client_id })),
+        Json(TokenResponse {
+            token,
+            expires_at,
+            client_id,
+        }),
     )
         .into_response())
 }

@@ -144,7 +144,7 @@ fn events(
                     error_event(&err)
                 }
             },
-            _ = tokio::time::sleep(keep_alive) => Bytes::from_static(b": keep-alive\n\n"),
+            _ = tokio::time::sleep(keep_alive) => Bytes::from_static(tether_protocol::sse::KEEP_ALIVE),
             _ = expiry => {
                 st.done = true;
                 error_event(&ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume with Last-Event-ID"))
@@ -178,6 +178,5 @@ impl Drop for StreamGauge {
 }
 
 fn error_event(err: &ErrorInfo) -> Bytes {
-    let data = serde_json::to_string(err).unwrap_or_default();
-    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+    protocol::sse_error(err)
 }

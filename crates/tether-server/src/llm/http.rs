@@ -8,17 +8,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tether_core::capability::Operation as Cap;
 use tether_core::fold::STREAM_STATUS;
 use tether_core::{ErrorCode, ErrorInfo, NewMessage, Operation};
+use tether_protocol::llm::{JobCancelling, JobList, JobStarted};
 use tokio::sync::watch;
 
 use super::LlmConfig;
 use super::bridge::Job;
 use super::jobs::{JobHandle, new_job_id};
-use super::openai::{ChatMessage, ChatRequest, StreamOptions};
+use super::openai::{ChatRequest, StreamOptions};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::auth::extract::Caller;
@@ -31,31 +31,15 @@ const BRIDGE_CLIENT_ID: &str = "llm-bridge";
 /// Longest accepted model name.
 const MAX_MODEL_LEN: usize = 200;
 
-/// Body of `POST /channels/{channel}/llm`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartRequest {
-    /// The conversation, OpenAI style.
-    pub messages: Vec<ChatMessage>,
-    /// Overrides `llm.model`.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Sampling temperature (0-2).
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    /// Most tokens to generate.
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    /// The response message's name; `response` by default.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Merged into the response's extras (`stream` and `job` are the
-    /// bridge's and cannot be set).
-    #[serde(default)]
-    pub extras: Option<Map<String, Value>>,
+pub use tether_protocol::llm::StartRequest;
+
+/// Checks of a start request against the server's configuration.
+trait Checked {
+    fn chat_request(&self, config: &LlmConfig) -> Result<ChatRequest, ErrorInfo>;
+    fn extras(&self, job: &str) -> Map<String, Value>;
 }
 
-impl StartRequest {
+impl Checked for StartRequest {
     /// The upstream request, or `40008` naming what is wrong.
     fn chat_request(&self, config: &LlmConfig) -> Result<ChatRequest, ErrorInfo> {
         let invalid = |msg: &str| ErrorInfo::new(ErrorCode::InvalidParameter, msg);
@@ -198,7 +182,10 @@ pub async fn start(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "job": id, "serial": ack.serial })),
+        Json(JobStarted {
+            job: id,
+            serial: ack.serial,
+        }),
     )
         .into_response())
 }
@@ -207,7 +194,10 @@ pub async fn start(
 /// tokens}]}`, oldest first. Needs the `stats` capability.
 pub async fn list(State(app): State<App>, Caller(caller): Caller) -> Result<Response, ApiError> {
     require_stats(&caller)?;
-    Ok(Json(json!({ "jobs": app.llm.list() })).into_response())
+    Ok(Json(JobList {
+        jobs: app.llm.list(),
+    })
+    .into_response())
 }
 
 /// `DELETE /llm/jobs/{id}`: asks a job to stop; its message ends
@@ -223,7 +213,10 @@ pub async fn cancel(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "job": job, "status": "cancelling" })),
+        Json(JobCancelling {
+            job,
+            status: "cancelling".into(),
+        }),
     )
         .into_response())
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Serial};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -54,22 +53,8 @@ pub struct JobHandle {
     pub cancel: watch::Sender<bool>,
 }
 
-/// A job as `GET /llm/jobs` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobInfo {
-    /// The job id.
-    pub job: String,
-    /// The channel it writes to.
-    pub channel: ChannelName,
-    /// The response message.
-    pub serial: Serial,
-    /// The model asked for.
-    pub model: String,
-    /// When it started, ms since the Unix epoch.
-    pub started_at: u64,
-    /// Deltas appended so far.
-    pub tokens: u64,
-}
+/// A job as `GET /llm/jobs` shows it (a wire type).
+pub use tether_protocol::llm::JobInfo;
 
 /// A reserved job slot, global and per credential; both are given back
 /// when it is dropped (the job's task holds it), however the task ends.

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::sse::SseDecoder;
 
@@ -25,18 +25,9 @@ const MAX_COMPLETION_BODY: usize = 16 * 1024 * 1024;
 /// Characters of an upstream explanation put into an error message.
 const MAX_REASON_CHARS: usize = 300;
 
-/// One chat message, passed through as given (`role`, `content` and
-/// whatever else the upstream understands, such as `name`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, ...
-    pub role: String,
-    /// A string, or an array of content parts.
-    pub content: Value,
-    /// Other fields, forwarded untouched.
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
+/// One chat message, passed through as given (a wire type: the bridge's
+/// start request carries them).
+pub use tether_protocol::llm::ChatMessage;
 
 /// The body sent upstream.
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,7 @@ use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 
 use super::{Connection, now_ms};
 use crate::auth::Principal;
-use crate::protocol::ServerFrame;
+use crate::protocol::{EncodeFrame, ServerFrame};
 
 fn forbidden(message: String) -> ErrorInfo {
     ErrorInfo::new(ErrorCode::Forbidden, message)
@@ -42,7 +42,7 @@ impl Connection {
             self.outbox.send(
                 ServerFrame::Detached {
                     req: None,
-                    channel: channel.as_str(),
+                    channel: channel.as_str().into(),
                 }
                 .encode(),
             );

@@ -12,7 +12,8 @@ use super::{Connection, attachment, now_ms};
 use crate::auth::{Credentials, Principal};
 use crate::engine::{Feed, Start};
 use crate::protocol::{
-    self, ClientFrame, MAX_REWIND, Mutation, PresenceVerb, ResumedAttachment, ServerFrame,
+    self, ClientFrame, EncodeFrame, MAX_REWIND, Mutation, PresenceVerb, ResumedAttachment,
+    ServerFrame,
 };
 
 impl Connection {
@@ -83,7 +84,7 @@ impl Connection {
                     self.outbox.send(
                         ServerFrame::Detached {
                             req,
-                            channel: &channel,
+                            channel: channel.as_str().into(),
                         }
                         .encode(),
                     );
@@ -194,7 +195,7 @@ impl Connection {
         self.outbox.send(
             ServerFrame::Authorized {
                 req,
-                client_id: principal.client_id.as_deref(),
+                client_id: principal.client_id.as_deref().map(Into::into),
                 expires_at: principal.expires_at,
             }
             .encode(),
@@ -450,8 +451,8 @@ impl Connection {
         self.outbox.send(
             ServerFrame::Resumed {
                 req,
-                connection_id: &self.connection_id,
-                resume_key: &self.resume_key,
+                connection_id: self.connection_id.as_str().into(),
+                resume_key: self.resume_key.as_str().into(),
                 attachments,
             }
             .encode(),

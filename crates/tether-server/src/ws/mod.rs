@@ -43,7 +43,7 @@ use crate::auth::{Credentials, Principal};
 use crate::engine::Identity;
 use crate::http::ApiError;
 use crate::limits::Slot;
-use crate::protocol::{self, AnnouncedLimits, ServerFrame};
+use crate::protocol::{self, AnnouncedLimits, EncodeFrame, ServerFrame};
 
 mod acks;
 mod attachment;
@@ -359,11 +359,11 @@ impl Connection {
         self.outbox.send(
             ServerFrame::Connected {
                 protocol: protocol::PROTOCOL_VERSION,
-                connection_id: &self.connection_id,
-                resume_key: &self.resume_key,
+                connection_id: self.connection_id.as_str().into(),
+                resume_key: self.resume_key.as_str().into(),
                 resume_ttl_ms: u64::try_from(self.app.sessions.ttl().as_millis())
                     .unwrap_or(u64::MAX),
-                client_id: self.identity.client_id.as_deref(),
+                client_id: self.identity.client_id.as_deref().map(Into::into),
                 authenticated: self.principal.is_some(),
                 heartbeat_ms: config.heartbeat_ms,
                 idle_timeout_ms: config.idle_timeout_ms,

@@ -1,5 +1,11 @@
 //! Test harness: a real server on 127.0.0.1:0 with its own data directory,
 //! and small WebSocket / HTTP / SSE clients that speak the wire protocol.
+//!
+//! Frames are handed to tests as JSON values (tests assert on exact JSON),
+//! but every frame the server sends is also decoded into
+//! `tether_protocol::ServerFrame` (every SSE event into `SseEvent`), so
+//! every end-to-end test checks that the server speaks the protocol types;
+//! the helpers build their requests from `tether_protocol::ClientFrame`.
 #![allow(dead_code)]
 
 pub mod process;
@@ -8,6 +14,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tether_protocol::rest::{AppendOp, NewMessage};
+use tether_protocol::{ClientFrame, ServerFrame};
 use tether_server::{Config, Server};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -143,6 +151,9 @@ impl Ws {
             match msg {
                 WsMessage::Text(text) => {
                     let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if let Err(err) = ServerFrame::decode(&text) {
+                        panic!("the server sent {text}, not a protocol frame: {err}");
+                    }
                     if value["type"] != "heartbeat" {
                         return Some(value);
                     }
@@ -184,27 +195,53 @@ impl Ws {
         }
     }
 
+    /// Sends a typed frame with a fresh `req` and returns the req.
+    pub async fn request_frame(&mut self, frame: &ClientFrame) -> u64 {
+        self.request(serde_json::to_value(frame).expect("frame encodes"))
+            .await
+    }
+
+    /// Publishes `message` (`{id?, name?, data?, extras?}`) and returns the reply.
     pub async fn publish(&mut self, channel: &str, message: Value) -> Value {
+        let message: NewMessage = serde_json::from_value(message).expect("a new message");
         let req = self
-            .request(json!({"type": "publish", "channel": channel, "message": message}))
+            .request_frame(&ClientFrame::Publish {
+                req: None,
+                seq: None,
+                channel: channel.to_owned(),
+                message,
+                ephemeral: false,
+            })
             .await;
         self.reply(req).await
     }
 
     pub async fn append(&mut self, channel: &str, serial: &str, data: &str) -> Value {
         let req = self
-            .request(json!({"type": "append", "channel": channel, "serial": serial, "data": data}))
+            .request_frame(&ClientFrame::Append {
+                req: None,
+                seq: None,
+                channel: channel.to_owned(),
+                serial: serial.to_owned(),
+                append: AppendOp {
+                    data: data.to_owned(),
+                    name: None,
+                    extras: None,
+                },
+            })
             .await;
         self.reply(req).await
     }
 
-    /// Attaches and returns the `attached` frame.
+    /// Attaches with the options in `extra` (`from`, `rewind`, `presence`)
+    /// and returns the `attached` frame.
     pub async fn attach(&mut self, channel: &str, extra: Value) -> Value {
         let mut frame = json!({"type": "attach", "channel": channel});
         if let (Some(obj), Some(extra)) = (frame.as_object_mut(), extra.as_object()) {
             obj.extend(extra.clone());
         }
-        let req = self.request(frame).await;
+        let frame: ClientFrame = serde_json::from_value(frame).expect("attach options");
+        let req = self.request_frame(&frame).await;
         let reply = self.reply(req).await;
         assert_eq!(reply["type"], "attached", "attach failed: {reply}");
         reply
@@ -321,22 +358,17 @@ impl Sse {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent::default();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event.event = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if event.event.is_empty() && data.is_empty() {
+                let Some(raw) = tether_protocol::sse::parse(&block) else {
                     continue; // a keep-alive comment
+                };
+                if let Err(err) = tether_protocol::SseEvent::decode(raw.name, raw.id, &raw.data) {
+                    panic!("the server sent {block:?}, not a protocol SSE event: {err}");
                 }
-                event.data = serde_json::from_str(&data).expect("SSE data is JSON");
-                return event;
+                return SseEvent {
+                    id: raw.id.map(str::to_owned),
+                    event: raw.name.to_owned(),
+                    data: serde_json::from_str(&raw.data).expect("SSE data is JSON"),
+                };
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
