@@ -112,6 +112,8 @@ impl Server {
         store_config.cache_bytes = config.store_cache_bytes;
         store_config.write_buffer_bytes = config.store_write_buffer_bytes;
         store_config.state_cache_bytes = config.store_state_cache_bytes;
+        store_config.state_cache_idle =
+            std::time::Duration::from_secs(config.store_state_cache_idle_secs);
         store_config.namespaces = config.namespaces();
         // Every committed batch also updates the tracking of streaming
         // responses, so abandoned ones can be ended (engine::abandon).

@@ -40,6 +40,11 @@ pub struct Config {
     /// Most memory for the store writer's cache of hot message states, which
     /// spares streaming appends a read per fragment (bytes, approximate).
     pub store_state_cache_bytes: u64,
+    /// Seconds a cached message state nobody writes to stays in that cache
+    /// (at least this, at most twice). Keeps the cache to what is being
+    /// streamed now instead of filling it with finished responses, so
+    /// memory levels off under steady streaming. Positive.
+    pub store_state_cache_idle_secs: u64,
     /// Recent events each subscribed channel keeps in memory for its live
     /// subscribers; a subscriber further behind reads the log instead. The
     /// buffer stays full (of old events, about 1 KiB each) for as long as
@@ -144,6 +149,8 @@ impl Default for Config {
             store_cache_bytes: tether_store::StoreConfig::DEFAULT_CACHE_BYTES,
             store_write_buffer_bytes: tether_store::StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
             store_state_cache_bytes: tether_store::StoreConfig::DEFAULT_STATE_CACHE_BYTES,
+            store_state_cache_idle_secs: tether_store::StoreConfig::DEFAULT_STATE_CACHE_IDLE
+                .as_secs(),
             broadcast_capacity: 256,
             dev: false,
             tls_cert: None,
@@ -317,6 +324,11 @@ impl Config {
                 "header_read_timeout_ms, body_read_timeout_ms, max_http_connections and \
                  max_token_lifetime_secs must be positive"
                     .into(),
+            ));
+        }
+        if self.store_state_cache_idle_secs == 0 {
+            return Err(ConfigError::Inconsistent(
+                "store_state_cache_idle_secs must be positive".into(),
             ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {

@@ -177,6 +177,13 @@ pub struct StoreConfig {
     /// generations of half each, see `cache.rs`). Streaming needs only the
     /// messages being streamed to be hot.
     pub state_cache_bytes: u64,
+    /// How long a cached message state nobody appends to (or otherwise
+    /// changes) stays cached: at least this, at most twice. Without it the
+    /// cache filled up to `state_cache_bytes` with finished responses,
+    /// which under steady streaming took many minutes and looked like a
+    /// leak; with it the cache holds only recently written messages. A
+    /// message written again after that is read from disk once.
+    pub state_cache_idle: Duration,
 }
 
 impl StoreConfig {
@@ -188,6 +195,9 @@ impl StoreConfig {
     pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 64 << 20;
     /// Default of [`StoreConfig::state_cache_bytes`]: 32 MiB.
     pub const DEFAULT_STATE_CACHE_BYTES: u64 = 32 << 20;
+    /// Default of [`StoreConfig::state_cache_idle`]: 30 s, far longer than
+    /// the gap between two fragments of a live response.
+    pub const DEFAULT_STATE_CACHE_IDLE: Duration = Duration::from_secs(30);
 }
 
 impl StoreConfig {
@@ -209,6 +219,7 @@ impl StoreConfig {
             cache_bytes: StoreConfig::DEFAULT_CACHE_BYTES,
             write_buffer_bytes: StoreConfig::DEFAULT_WRITE_BUFFER_BYTES,
             state_cache_bytes: StoreConfig::DEFAULT_STATE_CACHE_BYTES,
+            state_cache_idle: StoreConfig::DEFAULT_STATE_CACHE_IDLE,
         }
     }
 }

@@ -56,8 +56,11 @@ impl Cut {
 }
 
 impl Writer {
-    /// Trims every channel and expires idempotency ids.
+    /// Trims every channel and expires idempotency ids. Also retires idle
+    /// cached states, which otherwise happens only on a commit, so a store
+    /// that stopped taking writes lets go of them too.
     pub(super) fn sweep(&mut self) -> Result<(), StoreError> {
+        self.states.expire(std::time::Instant::now());
         let now = self.now();
         for channel in self.h.channels() {
             match channel {

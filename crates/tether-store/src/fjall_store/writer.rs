@@ -411,7 +411,8 @@ impl Writer {
             states: HotCache::new(
                 STATE_CACHE_ENTRIES,
                 usize::try_from(config.state_cache_bytes / 2).unwrap_or(usize::MAX),
-            ),
+            )
+            .with_max_age(config.state_cache_idle.max(Duration::from_millis(1))),
             last_now: 0,
             last_report: Instant::now(),
             shared,
