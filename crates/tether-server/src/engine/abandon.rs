@@ -32,7 +32,6 @@ use tether_core::{ChannelName, ErrorCode, Message, Namespaces, Operation, Serial
 use tether_store::{CommitSink, Committed, LogStore};
 use tokio::sync::watch;
 
-use crate::app::flipped;
 use crate::broker::Broker;
 
 /// The `extras` key explaining why the server ended a response.
@@ -198,7 +197,7 @@ impl Abandoned {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = flipped(&mut shutdown) => return,
+                _ = stopped(&mut shutdown) => return,
             }
             for (channel, serial, tracked) in self.take_due(now_ms()) {
                 // The tracking follows every commit; this read only guards
@@ -223,6 +222,12 @@ impl Abandoned {
             }
         }
     }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone); returns
+/// nothing so no watch guard is held in the `select!`.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Whether the LLM bridge wrote `message` (its job id is in `extras.job`).

@@ -19,7 +19,7 @@ use tether_core::{
 };
 use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission};
 
-use crate::auth::Principal;
+use crate::auth::principal::{Authorized, Principal};
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
 
@@ -204,7 +204,7 @@ impl Engine {
         op: Operation,
         caller: &Principal,
         identity: &Identity,
-        authorized: crate::auth::Authorized,
+        authorized: Authorized,
         seq: Option<u64>,
     ) -> Result<Receipt, ErrorInfo> {
         let sequence = seq
