@@ -21,17 +21,19 @@
 
 pub mod app;
 pub mod auth;
-pub mod broker;
 pub mod config;
 pub mod demo;
-pub mod engine;
 pub mod http;
 pub mod limits;
 pub mod llm;
-pub mod presence;
 pub mod protocol;
 pub mod tls;
 pub mod ws;
+
+// The engine, fan-out and presence live in `tether-engine`; these names
+// keep the doors' paths (`crate::engine::…`) as they were.
+pub use tether_engine as engine;
+pub use tether_engine::{broker, presence};
 
 pub use app::{Server, StartError};
 pub use config::Config;

@@ -19,11 +19,10 @@ use tether_core::{Capabilities, ErrorCode, ErrorInfo};
 pub mod extract;
 
 pub mod credentials;
-pub mod principal;
 pub mod token;
 
 pub use credentials::Credentials;
-pub use principal::{Authorized, CredentialKind, Principal, convention_denied};
+pub use tether_engine::principal::{Authorized, CredentialKind, Principal, convention_denied};
 pub use token::{TokenClaims, TokenRequest};
 
 /// One configured API key.

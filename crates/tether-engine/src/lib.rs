@@ -19,12 +19,15 @@ use tether_core::{
 };
 use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission};
 
-use crate::auth::principal::{Authorized, Principal};
 use crate::broker::{Broker, EphemeralMessage, LiveItem};
 use crate::presence::Presence;
+use crate::principal::{Authorized, Principal};
 
 pub mod abandon;
+pub mod broker;
 pub mod feed;
+pub mod presence;
+pub mod principal;
 pub mod rate;
 pub mod rollup;
 pub mod subscription;
@@ -176,7 +179,7 @@ impl Engine {
     /// LLM bridge streaming into its response): not a client's request, so
     /// not authorized or rate-limited again. Never use it for anything a
     /// client sent.
-    pub(crate) async fn submit_internal(
+    pub async fn submit_internal(
         &self,
         channel: ChannelName,
         op: Operation,
