@@ -9,7 +9,7 @@
 //! and `extras.reason = "abandoned"`, an ordinary logged update that every
 //! subscriber receives and history keeps.
 //!
-//! - [`AbandonSink`] sits in front of the broker as the store's commit sink
+//! - [`AbandonSink`] sits in front of the fan-out as the store's commit sink
 //!   and shows [`Abandoned`] every committed event, so it knows which
 //!   responses stream and when each last changed, without any store read.
 //! - [`Abandoned::recover`] runs once at start-up, before the server
@@ -32,7 +32,7 @@ use tether_core::{ChannelName, ErrorCode, Message, Namespaces, Operation, Serial
 use tether_store::{CommitSink, Committed, LogStore};
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::fanout::Fanout;
 
 /// The `extras` key explaining why the server ended a response.
 pub const REASON: &str = "reason";
@@ -280,22 +280,22 @@ fn now_ms() -> u64 {
 }
 
 /// The store's commit sink: shows each batch to [`Abandoned`], then hands
-/// it to the broker for fan-out.
+/// it to the fan-out.
 pub struct AbandonSink {
-    broker: Arc<Broker>,
+    fanout: Arc<dyn Fanout>,
     abandoned: Arc<Abandoned>,
 }
 
 impl AbandonSink {
-    /// Tees committed batches to `abandoned` and `broker`.
-    pub fn new(broker: Arc<Broker>, abandoned: Arc<Abandoned>) -> AbandonSink {
-        AbandonSink { broker, abandoned }
+    /// Tees committed batches to `abandoned` and `fanout`.
+    pub(crate) fn new(fanout: Arc<dyn Fanout>, abandoned: Arc<Abandoned>) -> AbandonSink {
+        AbandonSink { fanout, abandoned }
     }
 }
 
 impl CommitSink for AbandonSink {
     fn deliver(&self, batch: Vec<Arc<Committed>>) {
         self.abandoned.observe(&batch);
-        self.broker.deliver(batch);
+        self.fanout.deliver(batch);
     }
 }
