@@ -1,4 +1,4 @@
-//! Assembling and running a server: store, broker, engine, router, and
+//! Assembling and running a server: store and engine, router, and
 //! graceful shutdown. Tests start servers in-process through [`Server`].
 
 use std::net::SocketAddr;
@@ -12,19 +12,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
-use crate::broker::Broker;
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::engine::abandon::{AbandonSink, Abandoned};
+use crate::engine::{Engine, EngineConfig};
 use crate::http;
 use crate::limits::ConnectionSlots;
-use crate::presence::Presence;
 use crate::ws::session::Sessions;
 
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct App {
-    /// The engine (store + broker).
+    /// The engine (store, fan-out, presence).
     pub engine: Engine,
     /// The configuration the server runs with.
     pub config: Arc<Config>,
@@ -105,7 +102,6 @@ impl Server {
             config.max_connections_per_key,
             config.max_unauthenticated_connections,
         ));
-        let broker = Arc::new(Broker::new(config.broadcast_capacity));
         let mut store_config = StoreConfig::new(config.data_dir.clone());
         store_config.fsync = config.fsync;
         store_config.min_free_bytes = config.min_free_bytes;
@@ -115,17 +111,21 @@ impl Server {
         store_config.state_cache_idle =
             std::time::Duration::from_secs(config.store_state_cache_idle_secs);
         store_config.namespaces = config.namespaces();
-        // Every committed batch also updates the tracking of streaming
-        // responses, so abandoned ones can be ended (engine::abandon).
-        let abandoned = Arc::new(Abandoned::new(Arc::new(config.namespaces())));
-        let sink = Arc::new(AbandonSink::new(broker.clone(), abandoned.clone()));
-        let store = FjallStore::open(store_config, sink).map_err(|source| StartError::Store {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-        let store = Arc::new(store);
-        // Before accepting connections: no bridge job can be running yet.
-        abandoned.recover(store.as_ref()).await;
+        let engine_config = EngineConfig {
+            namespaces: config.namespaces(),
+            rewind_on_lost: config.rewind_on_lost,
+            rate_per_sec: config.publish_rate_per_sec,
+            burst: config.publish_burst,
+            fanout_capacity: config.broadcast_capacity,
+            max_presence_members: config.max_presence_members,
+        };
+        let (engine, store) =
+            Engine::start(engine_config, |sink| FjallStore::open(store_config, sink))
+                .await
+                .map_err(|source| StartError::Store {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                })?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -138,16 +138,7 @@ impl Server {
             source,
         })?;
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(abandoned.sweep(store.clone() as Arc<dyn LogStore>, shutdown.clone()));
-        let presence = Arc::new(Presence::new(broker.clone(), config.max_presence_members));
-        let engine = Engine::new(
-            store.clone() as Arc<dyn LogStore>,
-            broker,
-            presence,
-            Arc::new(config.namespaces()),
-            config.rewind_on_lost,
-            crate::engine::RateLimits::new(config.publish_rate_per_sec, config.publish_burst),
-        );
+        tokio::spawn(engine.sweep_abandoned(shutdown.clone()));
         let sessions = Arc::new(
             Sessions::new(config.resume_ttl(), config.presence_grace()).with_store(store.clone()),
         );

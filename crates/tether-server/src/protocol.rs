@@ -16,8 +16,8 @@ use serde::Serialize;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tether_store::Ack;
 
-use crate::broker::EphemeralMessage;
 use crate::engine::{Continuity, Delivery, subscription::EventRef};
+use crate::fanout::{CodecId, EphemeralMessage};
 use crate::presence::{Member, PresenceAction, PresenceEvent};
 
 pub use tether_protocol::rest::AckBody;
@@ -164,13 +164,18 @@ pub fn ws_delivery(channel: &ChannelName, req: Option<u64>, delivery: &Delivery)
             };
             match event {
                 EventRef::Live(live) if *position == Some(live.position()) => {
-                    live.ws_frame.get_or_init(build).clone()
+                    live.encodings.get_or_init(WS_CODEC, build)
                 }
                 _ => build(),
             }
         }
     }
 }
+
+/// The cache slot of a live event's WebSocket `message` frame.
+const WS_CODEC: CodecId = CodecId::new(0);
+/// The cache slot of a live event's SSE `message` event.
+const SSE_CODEC: CodecId = CodecId::new(1);
 
 /// One Server-Sent Event: its `event:` name, optional `id:` and JSON data,
 /// already framed.
@@ -199,7 +204,7 @@ pub fn sse_delivery(channel: &ChannelName, delivery: &Delivery) -> Bytes {
             };
             match event {
                 EventRef::Live(live) if *position == Some(live.position()) => {
-                    live.sse_frame.get_or_init(build).clone()
+                    live.encodings.get_or_init(SSE_CODEC, build)
                 }
                 _ => build(),
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tether_core::{ChannelName, ErrorInfo, Message, Serial};
 use tether_protocol::sse;
-use tether_server::broker::{EphemeralMessage, LiveEvent};
+use tether_server::fanout::{EphemeralMessage, LiveEvent};
 use tether_server::engine::subscription::EventRef;
 use tether_server::engine::{Continuity, Delivery};
 use tether_server::presence::{Member, PresenceAction, PresenceEvent};

@@ -121,7 +121,7 @@ async fn metrics(State(app): State<App>, Caller(caller): Caller) -> Response {
         ))
         .into_response();
     }
-    metrics::gauge!("tether_active_channels").set(app.engine.broker().active_channels() as f64);
+    metrics::gauge!("tether_active_channels").set(app.engine.fanout().active_channels() as f64);
     match &app.metrics {
         Some(handle) => handle.render().into_response(),
         None => ApiError(ErrorInfo::new(

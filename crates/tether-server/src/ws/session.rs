@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::persist::SessionRecord;
 use crate::engine::Start;
-use crate::presence::Presence;
+use crate::presence::PresenceStore;
 
 /// A connection's attachments as they stand, shared with its attachment
 /// tasks (which move `from` forward as they deliver).
@@ -384,7 +384,7 @@ impl Sessions {
 
     /// A connection vanished: keep its state for the TTL and its presence
     /// for the grace period.
-    pub fn park(self: &Arc<Self>, state: SessionState, presence: Arc<Presence>) {
+    pub fn park(self: &Arc<Self>, state: SessionState, presence: Arc<dyn PresenceStore>) {
         let id = state.connection_id.clone();
         let now = now_ms();
         self.save(&id, &SessionRecord::of_state(&state, Some(now), now));

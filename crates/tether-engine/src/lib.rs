@@ -6,7 +6,8 @@
 //! conventions) and charges the caller's per-credential rate limit
 //! ([`RateLimits`]) itself, so no front door can forget either. Folding
 //! rules live in `tether-core` and run in the store's writer. The engine
-//! also wires the store to the broker and builds subscriptions.
+//! also wires the store to the fan-out ([`Engine::start`]) and builds
+//! subscriptions.
 
 use std::sync::Arc;
 
@@ -17,14 +18,20 @@ use tether_core::{
     ChannelName, ErrorCode, ErrorInfo, LogBounds, Message, Namespaces, NewMessage, Operation,
     Serial, UpdateOp,
 };
-use tether_store::{HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission};
+use tether_store::{
+    CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission,
+};
 
-use crate::auth::Principal;
-use crate::broker::{Broker, EphemeralMessage, LiveItem};
-use crate::presence::Presence;
+use crate::abandon::{AbandonSink, Abandoned};
+use crate::fanout::{EphemeralMessage, Fanout, FanoutItem, LocalFanout};
+use crate::presence::{MemoryPresence, PresenceStore};
+use crate::principal::{Authorized, Principal};
 
 pub mod abandon;
+pub mod fanout;
 pub mod feed;
+pub mod presence;
+pub mod principal;
 pub mod rate;
 pub mod rollup;
 pub mod subscription;
@@ -42,38 +49,86 @@ pub struct Identity {
     pub connection_id: Option<String>,
 }
 
-/// Shared handle to the store and the broker.
+/// What the engine needs besides its store.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Per-namespace settings (retention, limits, roll-up, abandon time).
+    pub namespaces: Namespaces,
+    /// Current-state messages sent after a continuity loss when the client
+    /// asked for none.
+    pub rewind_on_lost: usize,
+    /// Mutations per second per credential, on average.
+    pub rate_per_sec: u32,
+    /// Mutations per credential in one burst.
+    pub burst: u32,
+    /// Live items buffered per channel before a slow subscriber lags.
+    pub fanout_capacity: usize,
+    /// Presence members per channel, at most.
+    pub max_presence_members: usize,
+}
+
+/// Shared handle to the store, the fan-out and presence.
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn LogStore>,
-    broker: Arc<Broker>,
-    presence: Arc<Presence>,
+    fanout: Arc<dyn Fanout>,
+    presence: Arc<dyn PresenceStore>,
     namespaces: Arc<Namespaces>,
     /// Current-state messages sent after a continuity loss when the client
     /// asked for none.
     rewind_on_lost: usize,
     /// Mutation budgets per credential, for every front door.
     rates: Arc<RateLimits>,
+    /// Responses streaming, to end those whose writer is gone.
+    abandoned: Arc<Abandoned>,
 }
 
 impl Engine {
-    /// An engine over `store`, whose commit sink must be `broker`.
-    pub fn new(
-        store: Arc<dyn LogStore>,
-        broker: Arc<Broker>,
-        presence: Arc<Presence>,
-        namespaces: Arc<Namespaces>,
-        rewind_on_lost: usize,
-        rates: RateLimits,
-    ) -> Engine {
-        Engine {
-            store,
-            broker,
+    /// Builds the fan-out, opens the store with `open` handing it the
+    /// commit sink (the abandon tracker in front of the fan-out), ends or
+    /// tracks the responses a previous process left streaming, and returns
+    /// the engine with the store (for the caller's shutdown and its other
+    /// roles, such as keeping sessions).
+    ///
+    /// The store is opened *here* so its commits cannot reach anything but
+    /// this engine's fan-out: an engine over a store wired to another sink
+    /// would acknowledge writes no subscriber ever sees. Call before
+    /// accepting connections.
+    pub async fn start<S, F>(config: EngineConfig, open: F) -> Result<(Engine, Arc<S>), StoreError>
+    where
+        S: LogStore + 'static,
+        F: FnOnce(Arc<dyn CommitSink>) -> Result<S, StoreError>,
+    {
+        let namespaces = Arc::new(config.namespaces);
+        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(config.fanout_capacity));
+        let abandoned = Arc::new(Abandoned::new(namespaces.clone()));
+        let sink = Arc::new(AbandonSink::new(fanout.clone(), abandoned.clone()));
+        let store = Arc::new(open(sink)?);
+        // Before accepting connections: no bridge job can be running yet.
+        abandoned.recover(store.as_ref()).await;
+        let presence = Arc::new(MemoryPresence::new(
+            fanout.clone(),
+            config.max_presence_members,
+        ));
+        let engine = Engine {
+            store: store.clone(),
+            fanout,
             presence,
             namespaces,
-            rewind_on_lost,
-            rates: Arc::new(rates),
-        }
+            rewind_on_lost: config.rewind_on_lost,
+            rates: Arc::new(RateLimits::new(config.rate_per_sec, config.burst)),
+            abandoned,
+        };
+        Ok((engine, store))
+    }
+
+    /// Ends responses left streaming past their namespace's
+    /// `abandon_after_secs`, until `shutdown` flips; spawn it once.
+    pub fn sweep_abandoned(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.abandoned.clone().sweep(self.store.clone(), shutdown)
     }
 
     /// The per-credential rate limits (for metrics and tests).
@@ -82,8 +137,8 @@ impl Engine {
     }
 
     /// Presence of every channel.
-    pub fn presence(&self) -> &Presence {
-        &self.presence
+    pub fn presence(&self) -> &dyn PresenceStore {
+        self.presence.as_ref()
     }
 
     /// The roll-up window for a subscriber of `channel`: its own choice
@@ -98,13 +153,13 @@ impl Engine {
     }
 
     /// Presence, shared (for tasks that outlive a connection).
-    pub fn presence_arc(&self) -> Arc<Presence> {
+    pub fn presence_arc(&self) -> Arc<dyn PresenceStore> {
         self.presence.clone()
     }
 
-    /// The fan-out, for metrics.
-    pub fn broker(&self) -> &Broker {
-        &self.broker
+    /// The fan-out (for metrics: active channels).
+    pub fn fanout(&self) -> &dyn Fanout {
+        self.fanout.as_ref()
     }
 
     /// Whether the store takes writes (a full disk makes it refuse them),
@@ -176,7 +231,7 @@ impl Engine {
     /// LLM bridge streaming into its response): not a client's request, so
     /// not authorized or rate-limited again. Never use it for anything a
     /// client sent.
-    pub(crate) async fn submit_internal(
+    pub async fn submit_internal(
         &self,
         channel: ChannelName,
         op: Operation,
@@ -204,7 +259,7 @@ impl Engine {
         op: Operation,
         caller: &Principal,
         identity: &Identity,
-        authorized: crate::auth::Authorized,
+        authorized: Authorized,
         seq: Option<u64>,
     ) -> Result<Receipt, ErrorInfo> {
         let sequence = seq
@@ -310,8 +365,8 @@ impl Engine {
             timestamp: now_ms,
         };
         metrics::counter!("tether_ephemeral_messages_total").increment(1);
-        self.broker
-            .send(channel, LiveItem::Ephemeral(std::sync::Arc::new(ephemeral)));
+        self.fanout
+            .publish(channel, FanoutItem::Ephemeral(Arc::new(ephemeral)));
         Ok(id)
     }
 
@@ -369,10 +424,6 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &dyn LogStore {
         self.store.as_ref()
-    }
-
-    pub(crate) fn broker_arc(&self) -> &Arc<Broker> {
-        &self.broker
     }
 
     pub(crate) fn rewind_on_lost(&self) -> usize {

@@ -1,8 +1,10 @@
 //! Presence: who is on a channel right now. State, not log: the current
 //! member set per channel, kept in memory.
 //!
-//! Every change bumps the channel's presence version and is broadcast
-//! through the [`Broker`] *under the same lock*, so a subscriber that starts
+//! [`PresenceStore`] is the seam (in memory here, [`MemoryPresence`]; a
+//! shared store such as Redis for many nodes next). Every change bumps the
+//! channel's presence version and is published through the [`Fanout`]
+//! *under the same lock*, so a subscriber that starts
 //! listening and then takes a snapshot sees the snapshot followed by exactly
 //! the changes after it (it skips buffered changes whose version the
 //! snapshot already holds). That is "sync, then live, no gap".
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 
-use crate::broker::{Broker, LiveItem};
+use crate::fanout::{Fanout, FanoutItem};
 
 /// One member: a connection of a client on a channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,27 +63,54 @@ struct State {
     version: u64,
 }
 
-/// The presence of every channel on this node.
-pub struct Presence {
-    broker: Arc<Broker>,
+/// Where the member sets live. Implementations publish every change
+/// through the fan-out in version order (the version taken and the change
+/// published under one lock, or one atomic step of a shared store), so
+/// "snapshot, then the changes after it" has no gap.
+pub trait PresenceStore: Send + Sync {
+    /// Enters, or updates the data of an existing member; refused when the
+    /// channel already has its maximum of members.
+    fn enter(
+        &self,
+        channel: &ChannelName,
+        client_id: Option<String>,
+        connection_id: &str,
+        data: Value,
+        now_ms: u64,
+    ) -> Result<(), ErrorInfo>;
+
+    /// Removes a member; returns whether it was present.
+    fn leave(&self, channel: &ChannelName, connection_id: &str, now_ms: u64) -> bool;
+
+    /// The current members and the version they correspond to.
+    fn snapshot(&self, channel: &ChannelName) -> (Vec<Member>, u64);
+
+    /// Whether `connection_id` is a member of `channel`.
+    fn is_member(&self, channel: &ChannelName, connection_id: &str) -> bool;
+}
+
+/// The presence of every channel, in this process's memory.
+pub struct MemoryPresence {
+    fanout: Arc<dyn Fanout>,
     max_members: usize,
     /// A std mutex: never held across an await.
     state: Mutex<State>,
 }
 
-impl Presence {
-    /// Presence broadcasting through `broker`, at most `max_members` per
+impl MemoryPresence {
+    /// Presence publishing through `fanout`, at most `max_members` per
     /// channel.
-    pub fn new(broker: Arc<Broker>, max_members: usize) -> Presence {
-        Presence {
-            broker,
+    pub fn new(fanout: Arc<dyn Fanout>, max_members: usize) -> MemoryPresence {
+        MemoryPresence {
+            fanout,
             max_members,
             state: Mutex::new(State::default()),
         }
     }
+}
 
-    /// Enters, or updates the data of an existing member.
-    pub fn enter(
+impl PresenceStore for MemoryPresence {
+    fn enter(
         &self,
         channel: &ChannelName,
         client_id: Option<String>,
@@ -119,13 +148,12 @@ impl Presence {
             member,
             version,
         };
-        self.broker
-            .send(channel, LiveItem::Presence(Arc::new(event)));
+        self.fanout
+            .publish(channel, FanoutItem::Presence(Arc::new(event)));
         Ok(())
     }
 
-    /// Removes a member; returns whether it was present.
-    pub fn leave(&self, channel: &ChannelName, connection_id: &str, now_ms: u64) -> bool {
+    fn leave(&self, channel: &ChannelName, connection_id: &str, now_ms: u64) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let Some(members) = state.channels.get_mut(channel) else {
             return false;
@@ -144,13 +172,12 @@ impl Presence {
             member,
             version: state.version,
         };
-        self.broker
-            .send(channel, LiveItem::Presence(Arc::new(event)));
+        self.fanout
+            .publish(channel, FanoutItem::Presence(Arc::new(event)));
         true
     }
 
-    /// The current members and the version they correspond to.
-    pub fn snapshot(&self, channel: &ChannelName) -> (Vec<Member>, u64) {
+    fn snapshot(&self, channel: &ChannelName) -> (Vec<Member>, u64) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let members = state
             .channels
@@ -160,8 +187,7 @@ impl Presence {
         (members, state.version)
     }
 
-    /// Whether `connection_id` is a member of `channel`.
-    pub fn is_member(&self, channel: &ChannelName, connection_id: &str) -> bool {
+    fn is_member(&self, channel: &ChannelName, connection_id: &str) -> bool {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state
             .channels

@@ -1,7 +1,7 @@
 //! Per-credential rate limits on mutations, shared by every front door.
 //!
 //! One [`TokenBucket`] per credential (see
-//! [`crate::auth::Principal::credential_id`]), so a caller's budget is the
+//! [`crate::principal::Principal::credential_id`]), so a caller's budget is the
 //! same whether it publishes over REST, over one WebSocket or over ten. The
 //! engine takes from it on the submit path, right after authorization, so
 //! no door can skip it.

@@ -2,7 +2,7 @@
 //!
 //! This is the core promise of Tether, so the mechanism is spelled out:
 //!
-//! 1. Listen live (a broker receiver) *before* reading anything.
+//! 1. Listen live (a fan-out receiver) *before* reading anything.
 //! 2. Catch up from the log after the position, in chunks. A message whose
 //!    create lies in the replayed range is sent as ONE snapshot (its current
 //!    version) and its later entries up to the snapshot's version are
@@ -11,7 +11,7 @@
 //!    last one processed. Anything else (an already-seen event is skipped; a
 //!    gap or a `Lagged` receiver) sends the subscription back to step 2 from
 //!    where it is, which is also how a slow reader catches up without the
-//!    broker ever waiting for it.
+//!    fan-out ever waiting for it.
 //!
 //! A delivery carries a position only when it is *exact*: everything up to
 //! it was delivered and nothing after it (no snapshot runs ahead of it).
@@ -24,10 +24,9 @@ use tether_core::{
     check_resume,
 };
 use tether_store::{Direction, HistoryQuery, StoreError};
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Engine, store_error};
-use crate::broker::{EphemeralMessage, LiveEvent, LiveItem};
+use crate::fanout::{EphemeralMessage, FanoutItem, FanoutReceiver, LiveEvent, Missed};
 use crate::presence::{Member, PresenceEvent};
 
 /// Members per `presence-sync` page.
@@ -76,7 +75,7 @@ impl Continuity {
 /// from the store for this subscriber alone.
 #[derive(Debug, Clone)]
 pub enum EventRef {
-    /// Straight from the broker; its encodings are cached and shared.
+    /// Straight from the fan-out; its encodings are cached and shared.
     Live(Arc<LiveEvent>),
     /// From the log or a snapshot.
     Stored(Arc<Message>),
@@ -132,7 +131,7 @@ pub enum Delivery {
 pub struct Subscription {
     engine: Engine,
     channel: ChannelName,
-    live: Option<broadcast::Receiver<LiveItem>>,
+    live: Option<FanoutReceiver>,
     start: Option<Start>,
     /// Last log position processed (delivered or knowingly skipped).
     position: Serial,
@@ -152,7 +151,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(super) fn new(engine: Engine, channel: ChannelName, start: Start) -> Subscription {
-        let live = engine.broker_arc().subscribe(&channel);
+        let live = engine.fanout().subscribe(&channel);
         Subscription {
             engine,
             channel,
@@ -328,18 +327,18 @@ impl Subscription {
             return Err(shutting_down());
         };
         match live.recv().await {
-            Ok(LiveItem::Ephemeral(message)) => {
+            Ok(FanoutItem::Ephemeral(message)) => {
                 self.queue.push_back(Delivery::Ephemeral(message));
                 Ok(())
             }
-            Ok(LiveItem::Presence(event)) => {
+            Ok(FanoutItem::Presence(event)) => {
                 if self.presence && event.version > self.presence_version {
                     self.presence_version = event.version;
                     self.queue.push_back(Delivery::Presence(event));
                 }
                 Ok(())
             }
-            Ok(LiveItem::Committed(event)) => {
+            Ok(FanoutItem::Committed(event)) => {
                 let p = event.position();
                 if p.epoch() == self.position.epoch() && p.seq() <= self.position.seq() {
                     return Ok(()); // already processed during catch-up
@@ -351,7 +350,7 @@ impl Subscription {
                     Ok(())
                 }
             }
-            Err(RecvError::Lagged(_)) => {
+            Err(Missed::Lagged(_)) => {
                 metrics::counter!("tether_subscriber_lagged_total").increment(1);
                 self.catching_up = true;
                 // Presence changes were lost with the lag: send the set again.
@@ -360,7 +359,7 @@ impl Subscription {
                 }
                 Ok(())
             }
-            Err(RecvError::Closed) => Err(shutting_down()),
+            Err(Missed::Closed) => Err(shutting_down()),
         }
     }
 
@@ -423,9 +422,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Drop the receiver first so the broker sees the channel unused.
+        // Drop the receiver first so the fan-out sees the channel unused.
         drop(self.live.take());
-        self.engine.broker_arc().release(&self.channel);
+        self.engine.fanout().release(&self.channel);
     }
 }
 

@@ -9,7 +9,7 @@
 //! and `extras.reason = "abandoned"`, an ordinary logged update that every
 //! subscriber receives and history keeps.
 //!
-//! - [`AbandonSink`] sits in front of the broker as the store's commit sink
+//! - [`AbandonSink`] sits in front of the fan-out as the store's commit sink
 //!   and shows [`Abandoned`] every committed event, so it knows which
 //!   responses stream and when each last changed, without any store read.
 //! - [`Abandoned::recover`] runs once at start-up, before the server
@@ -32,8 +32,7 @@ use tether_core::{ChannelName, ErrorCode, Message, Namespaces, Operation, Serial
 use tether_store::{CommitSink, Committed, LogStore};
 use tokio::sync::watch;
 
-use crate::app::flipped;
-use crate::broker::Broker;
+use crate::fanout::Fanout;
 
 /// The `extras` key explaining why the server ended a response.
 pub const REASON: &str = "reason";
@@ -198,7 +197,7 @@ impl Abandoned {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = flipped(&mut shutdown) => return,
+                _ = stopped(&mut shutdown) => return,
             }
             for (channel, serial, tracked) in self.take_due(now_ms()) {
                 // The tracking follows every commit; this read only guards
@@ -223,6 +222,12 @@ impl Abandoned {
             }
         }
     }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone); returns
+/// nothing so no watch guard is held in the `select!`.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Whether the LLM bridge wrote `message` (its job id is in `extras.job`).
@@ -275,22 +280,22 @@ fn now_ms() -> u64 {
 }
 
 /// The store's commit sink: shows each batch to [`Abandoned`], then hands
-/// it to the broker for fan-out.
+/// it to the fan-out.
 pub struct AbandonSink {
-    broker: Arc<Broker>,
+    fanout: Arc<dyn Fanout>,
     abandoned: Arc<Abandoned>,
 }
 
 impl AbandonSink {
-    /// Tees committed batches to `abandoned` and `broker`.
-    pub fn new(broker: Arc<Broker>, abandoned: Arc<Abandoned>) -> AbandonSink {
-        AbandonSink { broker, abandoned }
+    /// Tees committed batches to `abandoned` and `fanout`.
+    pub(crate) fn new(fanout: Arc<dyn Fanout>, abandoned: Arc<Abandoned>) -> AbandonSink {
+        AbandonSink { fanout, abandoned }
     }
 }
 
 impl CommitSink for AbandonSink {
     fn deliver(&self, batch: Vec<Arc<Committed>>) {
         self.abandoned.observe(&batch);
-        self.broker.deliver(batch);
+        self.fanout.deliver(batch);
     }
 }
