@@ -2,32 +2,17 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::Value;
 use tether_core::{
     AppendOp, ChannelName, DeleteOp, Message, NewMessage, Operation, Serial, UpdateOp,
 };
-use tether_store::{
-    Ack, CommitSink, Committed, FjallStore, HistoryQuery, LogStore, StoreConfig, StoreError,
-    Submission,
-};
+use tether_store::{Ack, FjallStore, HistoryQuery, LogStore, StoreConfig, StoreError, Submission};
 
-/// A sink that remembers every event, in delivery order.
-#[derive(Default)]
-pub struct Collect(pub Mutex<Vec<Arc<Committed>>>);
-
-impl CommitSink for Collect {
-    fn deliver(&self, batch: Vec<Arc<Committed>>) {
-        self.0.lock().unwrap().extend(batch);
-    }
-}
-
-impl Collect {
-    pub fn events(&self) -> Vec<Arc<Committed>> {
-        self.0.lock().unwrap().clone()
-    }
-}
+/// A sink that remembers every event, in delivery order (the conformance
+/// suite's recorder).
+pub use tether_store::conformance::Recorder as Collect;
 
 /// Opens a store at `dir` with default settings.
 pub fn open(dir: &Path) -> (FjallStore, Arc<Collect>) {
