@@ -91,23 +91,19 @@ impl LiveEvent {
 
 /// A message delivered live only: never stored, never replayed (typing
 /// indicators, "calling a tool" ticks).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EphemeralMessage {
     /// Client-chosen or generated id.
     pub id: String,
     /// Event type.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Payload.
     pub data: serde_json::Value,
     /// Free-form object.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub extras: Option<serde_json::Map<String, serde_json::Value>>,
     /// The sender's identity, set by the server.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// The sender's connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
     /// Server time, ms since the Unix epoch.
     pub timestamp: u64,
