@@ -14,30 +14,11 @@ use tokio::task::JoinHandle;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
-use crate::http;
+use crate::listener::{self, ListenerLimits};
+use crate::router;
 use crate::limits::ConnectionSlots;
-use crate::ws::session::Sessions;
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct App {
-    /// The engine (store, fan-out, presence).
-    pub engine: Engine,
-    /// The configuration the server runs with.
-    pub config: Arc<Config>,
-    /// Flips to `true` when the server starts shutting down.
-    pub shutdown: watch::Receiver<bool>,
-    /// Renders `/metrics`.
-    pub metrics: Option<PrometheusHandle>,
-    /// Verifies credentials.
-    pub auth: Arc<Authenticator>,
-    /// Connection caps.
-    pub slots: Arc<ConnectionSlots>,
-    /// Connections that vanished and may still be resumed.
-    pub sessions: Arc<Sessions>,
-    /// Running LLM bridge jobs.
-    pub llm: Arc<crate::llm::Jobs>,
-}
+use crate::sessions::Sessions;
+use crate::state::App;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -161,9 +142,9 @@ impl Server {
         };
         let is_tls = tls.is_some();
         let app_config = app.config.clone();
-        let router: Router = http::router(app).merge(extra);
-        let limits = http::listener::ListenerLimits::from_config(&app_config);
-        let task = tokio::spawn(http::listener::serve(
+        let router: Router = router::router(app).merge(extra);
+        let limits = ListenerLimits::from_config(&app_config);
+        let task = tokio::spawn(listener::serve(
             listener, tls, router, limits, shutdown,
         ));
         tracing::info!(%addr, "listening");
@@ -221,46 +202,6 @@ impl Server {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
-}
-
-/// Runs a command's future on a new multi-threaded runtime and returns its
-/// exit code; one place for every `tether` subcommand to start tokio.
-pub fn block_on(
-    command: impl std::future::Future<Output = std::process::ExitCode>,
-) -> std::process::ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(command),
-        Err(err) => {
-            eprintln!("tether: cannot start the runtime: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves once `flag` turns true (or its sender is gone). Returns nothing
-/// so no watch guard is held across an await in `select!` arms.
-pub async fn flipped(flag: &mut watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
-}
-
-/// Sleeps for `duration`, or forever when there is none (a credential
-/// without expiry) or it is too far away to be a deadline (an `exp` of
-/// 2^64-1 must not overflow `Instant`).
-pub async fn sleep_or_forever(duration: Option<std::time::Duration>) {
-    match duration.and_then(deadline_in) {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The instant `duration` from now, or `None` when that is not
-/// representable (treat it as never). Use this wherever an expiry becomes
-/// a deadline: `Instant + Duration` panics on overflow.
-pub fn deadline_in(duration: std::time::Duration) -> Option<tokio::time::Instant> {
-    tokio::time::Instant::now().checked_add(duration)
 }
 
 /// The process-wide Prometheus recorder. Installed once; servers started

@@ -293,7 +293,7 @@ impl Config {
             }
         }
         // `-` names the connections still waiting for their `auth` frame.
-        let reserved = crate::ws::UNAUTHENTICATED;
+        let reserved = crate::auth::UNAUTHENTICATED;
         if self.keys.contains_key(reserved) || self.public_keys.contains_key(reserved) {
             return Err(ConfigError::Inconsistent(format!(
                 "key {reserved:?}: this name is reserved for connections that have not \

@@ -1,39 +1,48 @@
-//! Tether's server: front doors, fan-out, configuration.
+//! Tether's server: the front doors, auth, limits, configuration, TLS, and
+//! the assembly that starts and stops a server.
 //!
 //! # Layout
-//! Data flows one way: socket → [`protocol`] decode → [`engine`] → store
-//! (`tether-store`) → [`fanout`] → [`protocol`] encode → socket.
+//! Data flows one way: socket → door decode ([`doors`], [`protocol`]) →
+//! engine (`tether-engine`) → store (`tether-store`) → fan-out → door
+//! encode → socket.
 //!
 //! - [`config`]: layered configuration (defaults, TOML, `TETHER_*`, flags).
-//! - [`app`]: assembles store and engine; starts and stops a server.
-//! - [`engine`]: the one entry point for changing and reading channels, and
-//!   [`engine::subscription`], the exact-resume mechanism.
+//! - [`app`]: builds store, engine and router; starts and stops a server.
+//! - `state`: what every handler reaches (the engine, config, registries).
+//! - `router`: every route, in one table.
+//! - `doors`: one module per front door (`ws`, `sse`, `rest`, `llm`,
+//!   `aisdk`) and the HTTP credential extractor they share.
+//! - `sessions`: connection sessions, so a dropped connection resumes as
+//!   the same one (within the TTL, and across a restart).
 //! - [`auth`]: API keys, tokens, capabilities; who a caller is.
-//! - [`limits`]: connection caps.
-//! - [`llm`]: the LLM bridge, the fake LLM and the AI SDK resume endpoint.
-//! - [`demo`]: `tether demo` (fake model, demo agents, demo pages).
-//! - [`presence`]: who is on each channel (state, not log).
-//! - [`tls`]: optional HTTPS/WSS with rustls.
-//! - [`fanout`]: the fan-out seam (in `tether-engine`).
-//! - [`protocol`]: every wire type; the only place frames are built.
-//! - [`ws`]: the WebSocket connection (reader, writer, ack loop, attachments).
-//! - [`http`]: router, REST ([`http::rest`]) and SSE ([`http::sse`]).
+//! - `limits`: connection caps.
+//! - [`llm`]: the LLM bridge (upstream client, jobs) and the fake LLM.
+//! - [`protocol`]: the doors' encoders around `tether-protocol`.
+//! - `listener`, `tls`: the accept loop and optional HTTPS/WSS.
+//! - `error`: errors as HTTP responses.
+//! - [`runtime`]: tokio start-up and shutdown helpers.
+//! - [`demo`]: `tether demo` (demo agents and pages).
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
-pub mod http;
-pub mod limits;
+mod doors;
+mod error;
+mod limits;
+mod listener;
 pub mod llm;
 pub mod protocol;
-pub mod tls;
-pub mod ws;
+mod router;
+pub mod runtime;
+mod sessions;
+mod state;
+mod tls;
 
 // The engine, fan-out and presence live in `tether-engine`; these names
-// keep the doors' paths (`crate::engine::…`) as they were.
-pub use tether_engine as engine;
-pub use tether_engine::{fanout, presence};
+// keep the doors' paths (`crate::engine::…`) short.
+use tether_engine as engine;
+use tether_engine::{fanout, presence};
 
 pub use app::{Server, StartError};
 pub use config::Config;

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 
 fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
     init_logging("text");
-    tether_server::app::block_on(
+    tether_server::runtime::block_on(
         async move { tether_server::demo::run(args, shutdown_signal()).await },
     )
 }
@@ -123,7 +123,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&config.log_format);
-    tether_server::app::block_on(async move {
+    tether_server::runtime::block_on(async move {
         if config.dev {
             tracing::warn!(
                 "DEVELOPMENT MODE: authentication is off; anyone who can reach {} can read and write every channel",

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use tether_core::{ChannelName, ErrorInfo, Message, Serial};
 use tether_protocol::sse;
-use tether_server::engine::subscription::EventRef;
-use tether_server::engine::{Continuity, Delivery};
-use tether_server::fanout::{EphemeralMessage, LiveEvent};
-use tether_server::presence::{Member, PresenceAction, PresenceEvent};
+use tether_engine::subscription::EventRef;
+use tether_engine::{Continuity, Delivery};
+use tether_engine::fanout::{EphemeralMessage, LiveEvent};
+use tether_engine::presence::{Member, PresenceAction, PresenceEvent};
 use tether_server::protocol::{ack_frame, error_frame, sse_delivery, sse_error, ws_delivery};
 use tether_store::{Ack, Committed};
 

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 
 use tether_core::{Capabilities, ErrorCode, ErrorInfo};
 
-pub mod extract;
 
 pub mod credentials;
 pub mod token;
@@ -24,6 +23,12 @@ pub mod token;
 pub use credentials::Credentials;
 pub use tether_engine::principal::{Authorized, CredentialKind, Principal, convention_denied};
 pub use token::{TokenClaims, TokenRequest};
+
+/// Key name a connection waiting for its `auth` frame is registered under
+/// for resume bookkeeping. Configuration refuses a key of this name, so no
+/// credential can match it. (Such connections are counted in their own
+/// pool, not under any key: see [`crate::limits`].)
+pub const UNAUTHENTICATED: &str = "-";
 
 /// One configured API key.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -90,7 +90,7 @@ impl From<String> for Failure {
 /// Runs a subcommand to completion and turns its outcome into an exit
 /// code, printing a failure as one line.
 pub fn run(command: impl Future<Output = Result<(), Failure>>) -> ExitCode {
-    tether_server::app::block_on(async move {
+    tether_server::runtime::block_on(async move {
         match command.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {

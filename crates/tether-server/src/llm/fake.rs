@@ -26,7 +26,7 @@ pub struct FakeLlmArgs {
 
 /// `tether fake-llm`: serves until Ctrl-C.
 pub fn run(args: FakeLlmArgs) -> ExitCode {
-    crate::app::block_on(async move {
+    crate::runtime::block_on(async move {
         let options = FakeOptions {
             tokens_per_second: args.tokens_per_second.max(0.0),
             tokens: args.tokens.min(MAX_TOKENS),

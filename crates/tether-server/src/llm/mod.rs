@@ -1,20 +1,17 @@
-//! AI streaming on the server: an LLM bridge that streams an
-//! OpenAI-compatible model's answer into one message, a deterministic fake
-//! of such a model for tests and demos, and the Vercel AI SDK's resumable
-//! stream endpoint.
+//! The LLM bridge: streams an OpenAI-compatible model's answer into one
+//! message. Its REST handlers (`POST /channels/{channel}/llm`,
+//! `GET /llm/jobs`, `DELETE /llm/jobs/{id}`) are a front door,
+//! `crate::doors::llm`; the Vercel AI SDK's resumable stream endpoint is
+//! `crate::doors::aisdk`.
 //!
 //! # Layout
-//! - this file: [`LlmConfig`] and the routes.
-//! - [`http`]: the REST handlers (`POST /channels/{channel}/llm`,
-//!   `GET /llm/jobs`, `DELETE /llm/jobs/{id}`).
+//! - this file: [`LlmConfig`].
 //! - [`jobs`]: the registry of running jobs and its bound.
 //! - [`bridge`]: one job: create the message, append each delta, end it
 //!   with a status and usage.
 //! - [`openai`]: the upstream client (`/v1/chat/completions` with
 //!   `stream: true`) with typed errors; [`sse`] is its pure SSE decoder.
 //! - [`fake`]: the fake OpenAI-compatible server (`tether fake-llm`).
-//! - [`aisdk`]: `GET /channels/{channel}/aisdk/stream`, a channel's
-//!   streaming response as an AI SDK UI message stream.
 //!
 //! The bridge is a *client* of the engine like any front door: it submits
 //! operations and subscribes, so everything it writes is durable, ordered
@@ -23,16 +20,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
-
-pub mod aisdk;
 pub mod bridge;
 pub mod fake;
-pub mod http;
 pub mod jobs;
 pub mod openai;
 pub mod sse;
@@ -159,15 +150,6 @@ impl fmt::Debug for LlmConfig {
             .field("allowed_models", &self.allowed_models)
             .finish()
     }
-}
-
-/// The routes of this module, merged into the server's router.
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/channels/{channel}/llm", post(http::start))
-        .route("/channels/{channel}/aisdk/stream", get(aisdk::stream))
-        .route("/llm/jobs", get(http::list))
-        .route("/llm/jobs/{job}", delete(http::cancel))
 }
 
 #[cfg(test)]

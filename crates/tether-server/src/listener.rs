@@ -45,8 +45,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::ApiError;
-use crate::app::flipped;
+use crate::error::ApiError;
+use crate::runtime::flipped;
 
 /// The per-connection limits of the accept loop (from [`crate::Config`]).
 #[derive(Debug, Clone, Copy)]

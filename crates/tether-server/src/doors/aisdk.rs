@@ -33,10 +33,10 @@ use tether_core::{Action, ChannelName, ErrorCode, ErrorInfo, Message};
 use tether_store::{Direction, HistoryQuery};
 use tokio::sync::{mpsc, watch};
 
-use crate::app::App;
-use crate::auth::extract::Caller;
+use super::caller::Caller;
+use crate::state::App;
 use crate::engine::{Continuity, Delivery, Engine, Start, Subscription};
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::protocol;
 
@@ -258,7 +258,7 @@ async fn follow(
         }
         let delivery = tokio::select! {
             () = tx.closed() => return,
-            () = crate::app::flipped(&mut shutdown) => {
+            () = crate::runtime::flipped(&mut shutdown) => {
                 end = Some(End::Failed("the server is shutting down; reconnect to resume".into()));
                 break;
             }

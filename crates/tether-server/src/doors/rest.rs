@@ -16,10 +16,10 @@ use tether_protocol::rest::{
 use tether_protocol::{DEFAULT_PAGE, MAX_PAGE};
 use tether_store::{Direction, HistoryQuery};
 
-use super::ApiError;
-use crate::app::App;
+use super::caller::Caller;
+use crate::error::ApiError;
+use crate::state::App;
 use crate::auth::Principal;
-use crate::auth::extract::Caller;
 use crate::engine::{Identity, store_error};
 use crate::protocol::{self, AckBody, ErrorBody};
 use tether_core::capability::Operation as Cap;

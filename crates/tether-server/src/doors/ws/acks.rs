@@ -7,7 +7,7 @@ use tether_store::Receipt;
 use tokio::sync::{mpsc, watch};
 
 use super::outbox::Outbox;
-use super::session::Outcome;
+use crate::sessions::Outcome;
 use crate::engine::store_error;
 use crate::protocol;
 

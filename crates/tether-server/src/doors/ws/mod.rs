@@ -11,8 +11,8 @@
 //! - one task per attached channel ([`attachment`]).
 //!
 //! When the socket goes away without a clean close, the connection parks in
-//! [`session::Sessions`] so a `resume` can carry on as the same connection;
-//! sessions are also kept on disk ([`persist`]) so that works across a
+//! [`crate::sessions::Sessions`] so a `resume` can carry on as the same connection;
+//! sessions are also kept on disk ([`saving`]) so that works across a
 //! restart.
 //!
 //! On shutdown a connection stops reading, lets the ack loop answer every
@@ -37,11 +37,12 @@ use tether_core::{ChannelName, ErrorCode, ErrorInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::{App, flipped, sleep_or_forever};
-use crate::auth::extract::{AuthQuery, CLIENT_ID_HEADER};
+use super::caller::{AuthQuery, CLIENT_ID_HEADER};
+use crate::runtime::{flipped, now_ms, sleep_or_forever};
+use crate::state::App;
 use crate::auth::{Credentials, Principal};
 use crate::engine::Identity;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::protocol::{self, AnnouncedLimits, EncodeFrame, ServerFrame};
 
@@ -51,14 +52,13 @@ mod capabilities;
 mod frames;
 mod guard;
 pub mod outbox;
-mod persist;
 mod restarts;
-pub mod session;
+mod saving;
 mod violation;
 
 use acks::Pending;
 use outbox::Outbox;
-use session::{Attachments, Dedupe, SessionState};
+use crate::sessions::{self, Attachments, Dedupe, SessionState};
 
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
@@ -66,12 +66,6 @@ const ACK_QUEUE: usize = 4096;
 /// Longest wait, on shutdown, for the client's half of the closing
 /// handshake.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Key name a connection waiting for its `auth` frame is registered under
-/// for resume bookkeeping. Configuration refuses a key of this name, so no
-/// credential can match it. (Such connections are counted in their own
-/// pool, not under any key: see [`crate::limits`].)
-pub const UNAUTHENTICATED: &str = "-";
 
 /// Query parameters of `GET /ws`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -168,12 +162,6 @@ fn authenticate_upgrade(
     app.auth.authenticate(&credentials, client_id).map(Some)
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// How a connection ended, which decides what happens to its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +204,7 @@ struct Connection {
     takeover: watch::Receiver<bool>,
     /// Roll-up window chosen at connect time (ms), if any.
     rollup_ms: Option<u64>,
-    /// Fingerprint of the session as last written to disk ([`persist`]).
+    /// Fingerprint of the session as last written to disk ([`saving`]).
     saved: std::sync::atomic::AtomicU64,
     /// Counts this connection against the server cap, and the key's cap
     /// (or the unauthenticated pool until `auth`).
@@ -242,11 +230,11 @@ impl Connection {
         let (acks, ack_rx) = mpsc::channel(ACK_QUEUE);
         let mut ack_loop = tokio::spawn(acks::run(ack_rx, outbox.clone()));
         let connection_id = format!("c_{:032x}", rand::random::<u128>());
-        let resume_key = session::new_resume_key();
+        let resume_key = sessions::new_resume_key();
         let client_id = principal.as_ref().and_then(|p| p.client_id.clone());
         let key = principal
             .as_ref()
-            .map_or(UNAUTHENTICATED, |p| p.key.as_str());
+            .map_or(crate::auth::UNAUTHENTICATED, |p| p.key.as_str());
         let takeover =
             app.sessions
                 .register(&connection_id, &resume_key, key, client_id.as_deref());

@@ -5,9 +5,9 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use serde::Deserialize;
 
-use super::{Credentials, Principal};
-use crate::app::App;
-use crate::http::ApiError;
+use crate::auth::{Credentials, Principal};
+use crate::error::ApiError;
+use crate::state::App;
 
 /// Credential-related query parameters, accepted on every route.
 #[derive(Debug, Default, Deserialize)]

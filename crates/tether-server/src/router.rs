@@ -1,26 +1,21 @@
-//! The HTTP front door: the router, JSON errors, CORS, health and metrics.
-//! REST handlers live in [`rest`], the SSE subscription in [`sse`].
+//! Every route Tether serves, in one table: each front door's handlers
+//! (from [`crate::doors`]) plus CORS, health and metrics.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tether_core::{ErrorCode, ErrorInfo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::app::App;
-use crate::auth::extract::Caller;
+use crate::doors::caller::{CLIENT_ID_HEADER, Caller};
+use crate::doors::{aisdk, llm, rest, sse, ws};
+use crate::error::ApiError;
 use crate::protocol::ErrorBody;
-use crate::ws;
+use crate::state::App;
 use tether_core::capability::Operation;
-
-pub mod listener;
-pub mod rest;
-pub mod sse;
-pub use tether_protocol::wording;
 
 /// Every route Tether serves.
 pub fn router(app: App) -> Router {
@@ -53,7 +48,10 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::llm::routes())
+        .route("/channels/{channel}/llm", post(llm::start))
+        .route("/channels/{channel}/aisdk/stream", get(aisdk::stream))
+        .route("/llm/jobs", get(llm::list))
+        .route("/llm/jobs/{job}", delete(llm::cancel))
         .fallback(|| async { ApiError(ErrorInfo::new(ErrorCode::NotFound, "no such route")) })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app);
@@ -89,7 +87,7 @@ pub fn allowed_headers() -> [HeaderName; 4] {
     [
         header::AUTHORIZATION,
         header::CONTENT_TYPE,
-        HeaderName::from_static(crate::auth::extract::CLIENT_ID_HEADER),
+        HeaderName::from_static(CLIENT_ID_HEADER),
         HeaderName::from_static("last-event-id"),
     ]
 }
@@ -132,45 +130,3 @@ async fn metrics(State(app): State<App>, Caller(caller): Caller) -> Response {
     }
 }
 
-/// An error as an HTTP response: `{"error": {"code", "message"}}` with the
-/// status the code implies.
-#[derive(Debug)]
-pub struct ApiError(pub ErrorInfo);
-
-impl From<ErrorInfo> for ApiError {
-    fn from(err: ErrorInfo) -> ApiError {
-        ApiError(err)
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ErrorCode::FrameTooLarge
-        } else {
-            ErrorCode::BadRequest
-        };
-        ApiError(ErrorInfo::new(
-            code,
-            wording::rejection(&rejection.body_text()),
-        ))
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> ApiError {
-        ApiError(ErrorInfo::new(
-            ErrorCode::InvalidParameter,
-            wording::rejection(&rejection.body_text()),
-        ))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = ErrorCode::from_code(self.0.code)
-            .and_then(|c| StatusCode::from_u16(c.http_status()).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody { error: self.0 })).into_response()
-    }
-}

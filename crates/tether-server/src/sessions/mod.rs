@@ -10,7 +10,7 @@
 //! dead: the old connection is then told to hand over and park at once.
 //!
 //! With a [`SessionStore`], sessions are also written to disk (see
-//! [`super::persist`]), so a resume after a restart finds them there.
+//! [`persist`]), so a resume after a restart finds them there.
 //! The registry also counts running connections, so a shutdown can wait for
 //! them to answer what they read before the store closes.
 
@@ -25,7 +25,9 @@ use tether_store::{Ack, SEQ_WINDOW, SeqOutcome, SessionStore};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::persist::SessionRecord;
+mod persist;
+pub(crate) use persist::SessionRecord;
+use crate::runtime::now_ms;
 use crate::engine::Start;
 use crate::presence::PresenceStore;
 
@@ -270,7 +272,7 @@ impl Sessions {
                         // A scan of every record: off the async workers.
                         let _ = tokio::task::spawn_blocking(move || sessions.sweep()).await;
                     }
-                    _ = crate::app::flipped(&mut shutdown) => return,
+                    _ = crate::runtime::flipped(&mut shutdown) => return,
                 }
             }
         });
@@ -522,8 +524,3 @@ pub fn new_resume_key() -> String {
     )
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}

@@ -15,16 +15,17 @@ use tether_core::{ErrorCode, ErrorInfo, NewMessage, Operation};
 use tether_protocol::llm::{JobCancelling, JobList, JobStarted};
 use tokio::sync::watch;
 
-use super::LlmConfig;
-use super::bridge::Job;
-use super::jobs::{JobHandle, new_job_id};
-use super::openai::{ChatRequest, StreamOptions};
-use crate::app::App;
+use super::caller::Caller;
 use crate::auth::Principal;
-use crate::auth::extract::Caller;
 use crate::engine::{Identity, store_error};
-use crate::http::ApiError;
+use crate::error::ApiError;
+use crate::llm::LlmConfig;
+use crate::llm::bridge::Job;
+use crate::llm::jobs::{JobHandle, new_job_id};
+use crate::llm::openai::{ChatRequest, StreamOptions};
 use crate::protocol;
+use crate::runtime::now_ms;
+use crate::state::App;
 
 /// Identity stamped on a job's message when the caller has none.
 const BRIDGE_CLIENT_ID: &str = "llm-bridge";
@@ -253,8 +254,3 @@ fn completions_url(config: &LlmConfig) -> Result<String, ErrorInfo> {
     Ok(url)
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}

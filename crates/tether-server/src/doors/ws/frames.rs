@@ -7,7 +7,7 @@ use tether_core::capability::Operation as Cap;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Operation};
 
 use super::acks::Pending;
-use super::session::SeqCheck;
+use crate::sessions::SeqCheck;
 use super::{Connection, attachment, now_ms};
 use crate::auth::{Credentials, Principal};
 use crate::engine::{Feed, Start};

@@ -18,9 +18,9 @@ use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tether_core::{ErrorCode, ErrorInfo};
 
-use super::ApiError;
-use crate::app::App;
-use crate::auth::extract::Caller;
+use super::caller::Caller;
+use crate::error::ApiError;
+use crate::state::App;
 use crate::engine::{Feed, Start};
 use crate::limits::Slot;
 use crate::protocol::{self, MAX_REWIND};
@@ -123,7 +123,7 @@ fn events(
         feed,
         shutdown,
         // Checked: an expiry too far away to be an instant is never.
-        expires_at: expires_in.and_then(crate::app::deadline_in),
+        expires_at: expires_in.and_then(crate::runtime::deadline_in),
         done: false,
         _slot: slot,
     };
@@ -131,7 +131,7 @@ fn events(
         if st.done {
             return None;
         }
-        let expiry = crate::app::sleep_or_forever(
+        let expiry = crate::runtime::sleep_or_forever(
             st.expires_at
                 .map(|at| at.saturating_duration_since(tokio::time::Instant::now())),
         );
@@ -149,7 +149,7 @@ fn events(
                 st.done = true;
                 error_event(&ErrorInfo::new(ErrorCode::TokenExpired, "token expired: renew it and resume with Last-Event-ID"))
             }
-            _ = crate::app::flipped(&mut st.shutdown) => {
+            _ = crate::runtime::flipped(&mut st.shutdown) => {
                 st.done = true;
                 error_event(&ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down; reconnect and resume"))
             }

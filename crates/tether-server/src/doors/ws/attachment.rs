@@ -5,7 +5,7 @@
 //! on: a renewal that drops `presence-subscribe` turns it off mid-stream.
 
 use super::outbox::Outbox;
-use super::session::Attachments;
+use crate::sessions::Attachments;
 use crate::engine::{Delivery, Feed};
 use crate::protocol;
 

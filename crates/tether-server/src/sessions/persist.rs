@@ -18,8 +18,6 @@
 //! skips any. SDKs send their own positions anyway.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +25,7 @@ use serde_json::Value;
 use tether_core::{ChannelName, Serial};
 use tether_store::SeqOutcome;
 
-use super::Connection;
-use super::session::{Dedupe, SessionState};
+use super::{Dedupe, SessionState};
 use crate::engine::Start;
 
 /// A session as stored.
@@ -165,49 +162,6 @@ impl SessionRecord {
     }
 }
 
-impl Connection {
-    /// Writes this connection's session as it stands, so it can be resumed
-    /// after a restart. Only authenticated connections can be resumed.
-    pub(super) fn save_session(&self) {
-        self.write_session(true);
-    }
-
-    /// Writes the session if it changed since the last write (positions
-    /// move with deliveries): run every heartbeat, so after a crash the
-    /// positions on disk are at most a heartbeat behind.
-    pub(super) fn refresh_session(&self) {
-        self.write_session(false);
-    }
-
-    fn write_session(&self, always: bool) {
-        let Some(principal) = &self.principal else {
-            return;
-        };
-        let starts = self.starts.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut record = SessionRecord::new(
-            &self.resume_key,
-            &principal.key,
-            self.identity.client_id.as_deref(),
-            &starts,
-            &self.presence,
-            None,
-            0,
-        );
-        let fingerprint = {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            record.encode().hash(&mut hasher);
-            self.connection_id.hash(&mut hasher);
-            hasher.finish()
-        };
-        if !always && self.saved.load(Ordering::Relaxed) == fingerprint {
-            return;
-        }
-        record.written_at = super::now_ms();
-        self.app.sessions.save(&self.connection_id, &record);
-        self.saved.store(fingerprint, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -218,7 +172,7 @@ mod tests {
     use tether_store::{Ack, SessionStore, StoreError};
 
     use super::*;
-    use crate::ws::session::{SeqCheck, Sessions};
+    use crate::sessions::{SeqCheck, Sessions};
 
     /// A [`SessionStore`] in memory.
     #[derive(Default)]
@@ -309,7 +263,7 @@ mod tests {
 
     #[test]
     fn the_sweep_deletes_only_expired_sessions_it_does_not_hold() {
-        let now = super::super::now_ms();
+        let now = crate::runtime::now_ms();
         let store = Arc::new(Mem::default());
         store.set_alive(now - 50_000).unwrap();
         let sessions = Sessions::new(Duration::from_secs(10), Duration::from_secs(1))
@@ -329,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_on_disk_resumes_with_its_outcomes_once() {
-        let now = super::super::now_ms();
+        let now = crate::runtime::now_ms();
         let store = Arc::new(Mem::default());
         store
             .put_session("c_1", &record(Some(now), now).encode())
