@@ -8,7 +8,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tether_core::{ChannelName, ErrorInfo};
+use tether_core::ChannelName;
+
+use crate::error::EngineError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -23,12 +25,12 @@ const FEED_BUFFER: usize = 16;
 /// A running subscription with roll-up.
 pub struct Feed {
     channel: ChannelName,
-    rx: mpsc::Receiver<Result<Delivery, ErrorInfo>>,
+    rx: mpsc::Receiver<Result<Delivery, EngineError>>,
     rollup: Rollup,
     ready: VecDeque<Delivery>,
     /// The error that ended the subscription, reported after what was
     /// pending.
-    failed: Option<ErrorInfo>,
+    failed: Option<EngineError>,
     pump: JoinHandle<()>,
 }
 
@@ -66,7 +68,7 @@ impl Feed {
 
     /// The next delivery. Cancel-safe: nothing is lost if the future is
     /// dropped before it completes.
-    pub async fn next(&mut self) -> Result<Delivery, ErrorInfo> {
+    pub async fn next(&mut self) -> Result<Delivery, EngineError> {
         loop {
             if let Some(delivery) = self.ready.pop_front() {
                 return Ok(delivery);
@@ -91,10 +93,7 @@ impl Feed {
                         self.ready.extend(self.rollup.flush());
                         self.failed = Some(err);
                     }
-                    None => return Err(ErrorInfo::new(
-                        tether_core::ErrorCode::ShuttingDown,
-                        "the subscription ended",
-                    )),
+                    None => return Err(EngineError::ShuttingDown("the subscription ended")),
                 },
                 _ = flush_at => self.ready.extend(self.rollup.flush()),
             }

@@ -15,8 +15,7 @@ use serde_json::Value;
 use tether_core::fold::STREAM_STATUS;
 use tether_core::message::message_size;
 use tether_core::{
-    ChannelName, ErrorCode, ErrorInfo, LogBounds, Message, Namespaces, NewMessage, Operation,
-    Serial, UpdateOp,
+    ChannelName, LogBounds, Message, Namespaces, NewMessage, Operation, Serial, UpdateOp,
 };
 use tether_store::{
     CommitSink, HistoryPage, HistoryQuery, LogStore, Receipt, StoreError, Submission,
@@ -28,6 +27,7 @@ use crate::presence::{MemoryPresence, PresenceStore};
 use crate::principal::{Authorized, Principal};
 
 pub mod abandon;
+mod error;
 pub mod fanout;
 pub mod feed;
 pub mod presence;
@@ -36,6 +36,7 @@ pub mod rate;
 pub mod rollup;
 pub mod subscription;
 
+pub use error::EngineError;
 pub use feed::Feed;
 pub use rate::RateLimits;
 pub use subscription::{Continuity, Delivery, Start, Subscription};
@@ -178,7 +179,7 @@ impl Engine {
         op: Operation,
         caller: &Principal,
         identity: &Identity,
-    ) -> Result<Receipt, ErrorInfo> {
+    ) -> Result<Receipt, EngineError> {
         self.submit_sequenced(channel, op, caller, identity, None)
             .await
     }
@@ -193,7 +194,7 @@ impl Engine {
         caller: &Principal,
         identity: &Identity,
         seq: Option<u64>,
-    ) -> Result<Receipt, ErrorInfo> {
+    ) -> Result<Receipt, EngineError> {
         let authorized = caller.authorize(&channel, &op)?;
         self.charge(caller, identity, 1)?;
         self.enqueue(channel, op, caller, identity, authorized, seq)
@@ -211,7 +212,7 @@ impl Engine {
         ops: Vec<Operation>,
         caller: &Principal,
         identity: &Identity,
-    ) -> Result<Vec<Result<Receipt, ErrorInfo>>, ErrorInfo> {
+    ) -> Result<Vec<Result<Receipt, EngineError>>, EngineError> {
         let authorized = ops
             .iter()
             .map(|op| caller.authorize(&channel, op))
@@ -236,7 +237,7 @@ impl Engine {
         channel: ChannelName,
         op: Operation,
         identity: &Identity,
-    ) -> Result<Receipt, ErrorInfo> {
+    ) -> Result<Receipt, EngineError> {
         metrics::counter!("tether_operations_received_total").increment(1);
         self.store
             .submit(internal_submission(channel, op, identity))
@@ -245,7 +246,7 @@ impl Engine {
     }
 
     /// Charges `n` operations to the caller's per-credential budget.
-    fn charge(&self, caller: &Principal, identity: &Identity, n: usize) -> Result<(), ErrorInfo> {
+    fn charge(&self, caller: &Principal, identity: &Identity, n: usize) -> Result<(), EngineError> {
         let credential = caller.credential_id(identity.connection_id.as_deref());
         self.rates.take(&credential, n, now_ms()).inspect_err(|_| {
             metrics::counter!("tether_rate_limited_total").increment(1);
@@ -261,7 +262,7 @@ impl Engine {
         identity: &Identity,
         authorized: Authorized,
         seq: Option<u64>,
-    ) -> Result<Receipt, ErrorInfo> {
+    ) -> Result<Receipt, EngineError> {
         let sequence = seq
             .zip(identity.connection_id.clone())
             .map(|(seq, connection_id)| tether_store::Sequenced { connection_id, seq });
@@ -330,7 +331,7 @@ impl Engine {
         caller: &Principal,
         identity: &Identity,
         now_ms: u64,
-    ) -> Result<String, ErrorInfo> {
+    ) -> Result<String, EngineError> {
         caller.authorize_publish(channel, &message)?;
         self.charge(caller, identity, 1)?;
         let limit = self.namespaces.for_channel(channel).max_message_bytes;
@@ -340,17 +341,11 @@ impl Engine {
             message.extras.as_ref(),
         );
         if size > limit {
-            return Err(ErrorInfo::new(
-                ErrorCode::MessageTooLarge,
-                format!("message of {size} bytes is over the limit of {limit}"),
-            ));
+            return Err(EngineError::MessageTooLarge { size, limit });
         }
         let id = match message.id {
             Some(id) if !tether_core::message::valid_message_id(&id) => {
-                return Err(ErrorInfo::new(
-                    ErrorCode::InvalidMessageId,
-                    "message id must be 1-128 printable ASCII characters",
-                ));
+                return Err(EngineError::InvalidMessageId);
             }
             Some(id) => id,
             None => format!("e_{:032x}", rand::random::<u128>()),
@@ -376,7 +371,7 @@ impl Engine {
     }
 
     /// The log's bounds, `None` for a channel never written.
-    pub async fn bounds(&self, channel: &ChannelName) -> Result<Option<LogBounds>, ErrorInfo> {
+    pub async fn bounds(&self, channel: &ChannelName) -> Result<Option<LogBounds>, EngineError> {
         self.store.bounds(channel).await.map_err(store_error)
     }
 
@@ -385,7 +380,7 @@ impl Engine {
         &self,
         channel: &ChannelName,
         serial: Serial,
-    ) -> Result<Message, ErrorInfo> {
+    ) -> Result<Message, EngineError> {
         self.store
             .message(channel, serial)
             .await
@@ -398,7 +393,7 @@ impl Engine {
         &self,
         channel: &ChannelName,
         serial: Serial,
-    ) -> Result<Vec<Message>, ErrorInfo> {
+    ) -> Result<Vec<Message>, EngineError> {
         let versions = self
             .store
             .versions(channel, serial)
@@ -415,7 +410,7 @@ impl Engine {
         &self,
         channel: &ChannelName,
         query: HistoryQuery,
-    ) -> Result<HistoryPage, ErrorInfo> {
+    ) -> Result<HistoryPage, EngineError> {
         self.store
             .history(channel, query)
             .await
@@ -470,30 +465,12 @@ fn cancel_target(op: &Operation) -> Option<Serial> {
     )
 }
 
-fn not_found(serial: Serial) -> ErrorInfo {
-    ErrorInfo::new(
-        ErrorCode::MessageNotFound,
-        format!("no message with serial {serial} on this channel"),
-    )
+fn not_found(serial: Serial) -> EngineError {
+    EngineError::MessageNotFound(serial)
 }
 
-/// A store failure as a client sees it. Internal details of storage
-/// failures are logged, not sent.
-pub fn store_error(err: StoreError) -> ErrorInfo {
-    let code = err.code();
-    if matches!(code, ErrorCode::StorageUnavailable | ErrorCode::Internal) {
-        tracing::error!(error = %err, "store failure");
-        return ErrorInfo::new(
-            code,
-            "the storage layer failed; the operation was not applied",
-        );
-    }
-    if code == ErrorCode::InsufficientStorage {
-        // The details (paths, byte counts) are logged by the store, once.
-        return ErrorInfo::new(
-            code,
-            "the server's disk is full: the write was refused; retry later",
-        );
-    }
-    ErrorInfo::new(code, err.to_string())
+/// A store failure as a client sees it (see `From<StoreError> for
+/// EngineError`): for receipts, which resolve to the store's own error.
+pub fn store_error(err: StoreError) -> EngineError {
+    EngineError::from(err)
 }

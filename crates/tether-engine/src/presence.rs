@@ -12,8 +12,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::EngineError;
 use serde_json::Value;
-use tether_core::{ChannelName, ErrorCode, ErrorInfo};
+use tether_core::ChannelName;
 
 use crate::fanout::{Fanout, FanoutItem};
 
@@ -77,7 +78,7 @@ pub trait PresenceStore: Send + Sync {
         connection_id: &str,
         data: Value,
         now_ms: u64,
-    ) -> Result<(), ErrorInfo>;
+    ) -> Result<(), EngineError>;
 
     /// Removes a member; returns whether it was present.
     fn leave(&self, channel: &ChannelName, connection_id: &str, now_ms: u64) -> bool;
@@ -117,7 +118,7 @@ impl PresenceStore for MemoryPresence {
         connection_id: &str,
         data: Value,
         now_ms: u64,
-    ) -> Result<(), ErrorInfo> {
+    ) -> Result<(), EngineError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.version += 1;
         let version = state.version;
@@ -125,13 +126,10 @@ impl PresenceStore for MemoryPresence {
         let action = if members.contains_key(connection_id) {
             PresenceAction::Update
         } else if members.len() >= self.max_members {
-            return Err(ErrorInfo::new(
-                ErrorCode::TooManyMembers,
-                format!(
-                    "{channel} has its maximum of {} presence members",
-                    self.max_members
-                ),
-            ));
+            return Err(EngineError::TooManyMembers {
+                channel: channel.clone(),
+                limit: self.max_members,
+            });
         } else {
             PresenceAction::Enter
         };

@@ -5,7 +5,9 @@
 
 use tether_core::capability::Operation;
 use tether_core::conventions::{self, Authority};
-use tether_core::{Capabilities, ChannelName, ErrorCode, ErrorInfo};
+use tether_core::{Capabilities, ChannelName};
+
+use crate::error::EngineError;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +109,7 @@ impl Principal {
     }
 
     /// `Ok` if allowed, otherwise the `40300` error naming what is missing.
-    pub fn require(&self, channel: &ChannelName, op: Operation) -> Result<(), ErrorInfo> {
+    pub fn require(&self, channel: &ChannelName, op: Operation) -> Result<(), EngineError> {
         if self.allows(channel, op) {
             Ok(())
         } else {
@@ -117,7 +119,7 @@ impl Principal {
 
     /// For an update/append (`update = true`) or delete: `Ok(false)` if the
     /// caller may change any message, `Ok(true)` if only its own, else 40300.
-    pub fn mutation_scope(&self, channel: &ChannelName, update: bool) -> Result<bool, ErrorInfo> {
+    pub fn mutation_scope(&self, channel: &ChannelName, update: bool) -> Result<bool, EngineError> {
         let (any, own) = if update {
             (Operation::MessageUpdateAny, Operation::MessageUpdateOwn)
         } else {
@@ -145,7 +147,7 @@ impl Principal {
         &self,
         channel: &ChannelName,
         op: &tether_core::Operation,
-    ) -> Result<Authorized, ErrorInfo> {
+    ) -> Result<Authorized, EngineError> {
         let authority = self.authority(channel);
         let (own_only, new_name) = match op {
             tether_core::Operation::Create(message) => {
@@ -174,7 +176,7 @@ impl Principal {
         &self,
         channel: &ChannelName,
         message: &tether_core::NewMessage,
-    ) -> Result<Authorized, ErrorInfo> {
+    ) -> Result<Authorized, EngineError> {
         self.require(channel, Operation::Publish)?;
         let authority = self.authority(channel);
         conventions::check(None, message.name.as_deref(), authority).map_err(convention_denied)?;
@@ -190,17 +192,17 @@ impl Principal {
     }
 }
 
-fn forbidden(channel: &ChannelName, op: Operation) -> ErrorInfo {
-    ErrorInfo::new(
-        ErrorCode::Forbidden,
-        format!("your credential does not grant {op} on {channel}"),
-    )
+fn forbidden(channel: &ChannelName, op: Operation) -> EngineError {
+    EngineError::Forbidden {
+        channel: channel.clone(),
+        operation: op,
+    }
 }
 
 /// A convention refusal as clients see it (`40300`, same text as the
 /// writer's).
-pub fn convention_denied(denied: conventions::Denied) -> ErrorInfo {
-    ErrorInfo::new(ErrorCode::Forbidden, denied.to_string())
+pub fn convention_denied(denied: conventions::Denied) -> EngineError {
+    EngineError::ConventionDenied(denied)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::error::EngineError;
 use tether_core::rate::TokenBucket;
-use tether_core::{ErrorCode, ErrorInfo};
 
 /// How often idle buckets are swept out, at most.
 const SWEEP_EVERY_MS: u64 = 1_000;
@@ -52,19 +52,16 @@ impl RateLimits {
     /// Takes `n` operations' worth from `credential`'s budget at `now_ms`,
     /// all or nothing; `42901` when the budget does not hold them (nothing
     /// is taken then).
-    pub fn take(&self, credential: &str, n: usize, now_ms: u64) -> Result<(), ErrorInfo> {
+    pub fn take(&self, credential: &str, n: usize, now_ms: u64) -> Result<(), EngineError> {
         if n == 0 {
             return Ok(());
         }
         let count = u32::try_from(n).unwrap_or(u32::MAX);
         if count > self.burst {
-            return Err(ErrorInfo::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "{n} operations at once is more than the burst of {} this credential may send; send at most {} per request",
-                    self.burst, self.burst
-                ),
-            ));
+            return Err(EngineError::RateLimited(format!(
+                "{n} operations at once is more than the burst of {} this credential may send; send at most {} per request",
+                self.burst, self.burst
+            )));
         }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now_ms.saturating_sub(state.last_sweep_ms) >= SWEEP_EVERY_MS {
@@ -84,12 +81,9 @@ impl RateLimits {
         if granted {
             Ok(())
         } else {
-            Err(ErrorInfo::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {rate} operations per second (bursts of {burst}) from this credential, across all its connections and requests; slow down"
-                ),
-            ))
+            Err(EngineError::RateLimited(format!(
+                "more than {rate} operations per second (bursts of {burst}) from this credential, across all its connections and requests; slow down"
+            )))
         }
     }
 
@@ -113,7 +107,7 @@ mod tests {
         let limits = RateLimits::new(10, 5);
         assert!(limits.take("a", 3, 0).is_ok());
         let refused = limits.take("a", 3, 0).unwrap_err();
-        assert_eq!(refused.code, ErrorCode::RateLimited.code());
+        assert_eq!(refused.code(), tether_core::ErrorCode::RateLimited);
         // Nothing was taken by the refusal: two are still there.
         assert!(limits.take("a", 2, 0).is_ok());
         assert!(limits.take("b", 5, 0).is_ok());

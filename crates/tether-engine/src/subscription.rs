@@ -19,10 +19,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tether_core::{
-    Action, ChannelName, ContinuityLost, ErrorCode, ErrorInfo, Message, ORIGIN, Serial,
-    check_resume,
-};
+use crate::EngineError;
+use tether_core::{Action, ChannelName, ContinuityLost, Message, ORIGIN, Serial, check_resume};
 use tether_store::{Direction, HistoryQuery, StoreError};
 
 use super::{Engine, store_error};
@@ -99,7 +97,7 @@ pub enum Delivery {
         /// How the position was honoured.
         continuity: Continuity,
         /// Why continuity was lost.
-        error: Option<ErrorInfo>,
+        error: Option<EngineError>,
     },
     /// One event.
     Event {
@@ -178,7 +176,7 @@ impl Subscription {
     ///
     /// Not cancel-safe: run it to completion (a task per subscription) rather
     /// than racing it against timers.
-    pub async fn next(&mut self) -> Result<Delivery, ErrorInfo> {
+    pub async fn next(&mut self) -> Result<Delivery, EngineError> {
         loop {
             if let Some(delivery) = self.queue.pop_front() {
                 return Ok(delivery);
@@ -213,7 +211,7 @@ impl Subscription {
         }
     }
 
-    async fn begin(&mut self, start: Start) -> Result<(), ErrorInfo> {
+    async fn begin(&mut self, start: Start) -> Result<(), EngineError> {
         self.begin_messages(start).await?;
         if self.presence {
             self.sync_presence();
@@ -221,7 +219,7 @@ impl Subscription {
         Ok(())
     }
 
-    async fn begin_messages(&mut self, start: Start) -> Result<(), ErrorInfo> {
+    async fn begin_messages(&mut self, start: Start) -> Result<(), EngineError> {
         let Some(from) = start.from else {
             self.queue.push_back(Delivery::Attached {
                 continuity: Continuity::New,
@@ -245,11 +243,11 @@ impl Subscription {
     }
 
     /// Tells the client its position is gone and sends current state.
-    async fn lose(&mut self, lost: ContinuityLost, rewind: usize) -> Result<(), ErrorInfo> {
+    async fn lose(&mut self, lost: ContinuityLost, rewind: usize) -> Result<(), EngineError> {
         metrics::counter!("tether_continuity_lost_total").increment(1);
         self.queue.push_back(Delivery::Attached {
             continuity: Continuity::Lost,
-            error: Some(ErrorInfo::new(ErrorCode::ContinuityLost, lost.to_string())),
+            error: Some(EngineError::ContinuityLost(lost)),
         });
         let rewind = if rewind == 0 {
             self.engine.rewind_on_lost()
@@ -263,7 +261,7 @@ impl Subscription {
     /// up from the head as it was *before* those were read (so nothing
     /// committed meanwhile is missed; the snapshots' versions skip what they
     /// already hold).
-    async fn rewind(&mut self, count: usize) -> Result<(), ErrorInfo> {
+    async fn rewind(&mut self, count: usize) -> Result<(), EngineError> {
         let head = self
             .engine
             .bounds(&self.channel)
@@ -296,7 +294,7 @@ impl Subscription {
         Ok(())
     }
 
-    async fn catch_up_step(&mut self) -> Result<(), ErrorInfo> {
+    async fn catch_up_step(&mut self) -> Result<(), EngineError> {
         let store = self.engine.store();
         let entries = match store
             .read_log(&self.channel, self.position, CATCH_UP_CHUNK)
@@ -322,7 +320,7 @@ impl Subscription {
         Ok(())
     }
 
-    async fn live_step(&mut self) -> Result<(), ErrorInfo> {
+    async fn live_step(&mut self) -> Result<(), EngineError> {
         let Some(live) = self.live.as_mut() else {
             return Err(shutting_down());
         };
@@ -366,7 +364,7 @@ impl Subscription {
     /// Handles one log entry in order: skip it if a snapshot holds it, send
     /// a snapshot instead if it starts a message during catch-up, otherwise
     /// pass it through.
-    async fn process(&mut self, event: EventRef, catching_up: bool) -> Result<(), ErrorInfo> {
+    async fn process(&mut self, event: EventRef, catching_up: bool) -> Result<(), EngineError> {
         let message = event.message();
         let p = message.version.serial;
         let serial = message.serial;
@@ -437,8 +435,8 @@ fn follows(position: Serial, next: Serial) -> bool {
     next.epoch() == position.epoch() && next.seq() == position.seq() + 1
 }
 
-fn shutting_down() -> ErrorInfo {
-    ErrorInfo::new(ErrorCode::ShuttingDown, "the server is shutting down")
+fn shutting_down() -> EngineError {
+    EngineError::ShuttingDown("the server is shutting down")
 }
 
 #[cfg(test)]

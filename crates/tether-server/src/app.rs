@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
+use crate::limits::ConnectionSlots;
 use crate::listener::{self, ListenerLimits};
 use crate::router;
-use crate::limits::ConnectionSlots;
 use crate::sessions::Sessions;
 use crate::state::App;
 
@@ -144,9 +144,7 @@ impl Server {
         let app_config = app.config.clone();
         let router: Router = router::router(app).merge(extra);
         let limits = ListenerLimits::from_config(&app_config);
-        let task = tokio::spawn(listener::serve(
-            listener, tls, router, limits, shutdown,
-        ));
+        let task = tokio::spawn(listener::serve(listener, tls, router, limits, shutdown));
         tracing::info!(%addr, "listening");
         Ok(Server {
             addr,

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tether_core::{ErrorCode, ErrorInfo};
 use tether_protocol::wording;
 
+use crate::engine::EngineError;
 use crate::protocol::ErrorBody;
 
 /// An error as an HTTP response: `{"error": {"code", "message"}}` with the
@@ -19,6 +20,13 @@ pub struct ApiError(pub ErrorInfo);
 impl From<ErrorInfo> for ApiError {
     fn from(err: ErrorInfo) -> ApiError {
         ApiError(err)
+    }
+}
+
+/// Tether's HTTP doors answer an engine refusal with its Tether code.
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        ApiError(err.into())
     }
 }
 

@@ -109,9 +109,9 @@ fn main() -> ExitCode {
 
 fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
     init_logging("text");
-    tether_server::runtime::block_on(
-        async move { tether_server::demo::run(args, shutdown_signal()).await },
-    )
+    tether_server::runtime::block_on(async move {
+        tether_server::demo::run(args, shutdown_signal()).await
+    })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

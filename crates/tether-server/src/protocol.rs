@@ -128,7 +128,7 @@ pub fn ws_delivery(channel: &ChannelName, req: Option<u64>, delivery: &Delivery)
             req,
             channel: name,
             continuity: wire_continuity(*continuity),
-            error: error.as_ref().map(Cow::Borrowed),
+            error: error.clone().map(|e| Cow::Owned(ErrorInfo::from(e))),
         }
         .encode(),
         Delivery::Synced { position } => ServerFrame::Synced {
@@ -184,7 +184,7 @@ pub fn sse_delivery(channel: &ChannelName, delivery: &Delivery) -> Bytes {
         Delivery::Attached { continuity, error } => sse(&SseEvent::Attached {
             channel: Cow::Borrowed(channel.as_str()),
             continuity: wire_continuity(*continuity),
-            error: error.as_ref().map(Cow::Borrowed),
+            error: error.clone().map(|e| Cow::Owned(ErrorInfo::from(e))),
         }),
         Delivery::Synced { position } => sse(&SseEvent::Synced { id: *position }),
         Delivery::Ephemeral(message) => sse(&SseEvent::Ephemeral(wire_ephemeral(message))),

@@ -129,4 +129,3 @@ async fn metrics(State(app): State<App>, Caller(caller): Caller) -> Response {
         .into_response(),
     }
 }
-

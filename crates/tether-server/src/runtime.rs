@@ -44,7 +44,6 @@ pub fn deadline_in(duration: std::time::Duration) -> Option<tokio::time::Instant
     tokio::time::Instant::now().checked_add(duration)
 }
 
-
 /// Wall-clock milliseconds since the Unix epoch: the timestamps stamped
 /// on messages and session records (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

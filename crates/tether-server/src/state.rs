@@ -34,4 +34,3 @@ pub struct App {
     /// Running LLM bridge jobs.
     pub llm: Arc<crate::llm::Jobs>,
 }
-

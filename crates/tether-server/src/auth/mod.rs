@@ -16,7 +16,6 @@ use std::collections::HashMap;
 
 use tether_core::{Capabilities, ErrorCode, ErrorInfo};
 
-
 pub mod credentials;
 pub mod token;
 

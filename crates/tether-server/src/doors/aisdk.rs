@@ -34,11 +34,11 @@ use tether_store::{Direction, HistoryQuery};
 use tokio::sync::{mpsc, watch};
 
 use super::caller::Caller;
-use crate::state::App;
 use crate::engine::{Continuity, Delivery, Engine, Start, Subscription};
 use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::protocol;
+use crate::state::App;
 
 /// Messages looked at, newest first, for the latest streamed response:
 /// the user's prompt, cancel requests and the like sit on top of it.
@@ -282,7 +282,7 @@ async fn follow(
             }
             Ok(_) => continue,
             Err(err) => {
-                end = Some(End::Failed(err.message));
+                end = Some(End::Failed(err.to_string()));
                 break;
             }
         };

@@ -253,4 +253,3 @@ fn completions_url(config: &LlmConfig) -> Result<String, ErrorInfo> {
     }
     Ok(url)
 }
-

@@ -17,11 +17,11 @@ use tether_protocol::{DEFAULT_PAGE, MAX_PAGE};
 use tether_store::{Direction, HistoryQuery};
 
 use super::caller::Caller;
-use crate::error::ApiError;
-use crate::state::App;
 use crate::auth::Principal;
 use crate::engine::{Identity, store_error};
+use crate::error::ApiError;
 use crate::protocol::{self, AckBody, ErrorBody};
+use crate::state::App;
 use tether_core::capability::Operation as Cap;
 
 /// `POST /channels/{channel}/messages`
@@ -53,7 +53,9 @@ pub async fn publish(
                 };
                 results.push(match outcome {
                     Ok(ack) => PublishResult::Ok(protocol::ack_body(ack)),
-                    Err(error) => PublishResult::Err(ErrorBody { error }),
+                    Err(error) => PublishResult::Err(ErrorBody {
+                        error: error.into(),
+                    }),
                 });
             }
             Ok((StatusCode::CREATED, Json(PublishResults { results })).into_response())
@@ -243,7 +245,10 @@ async fn apply(
         .engine
         .submit(channel, op, caller, &identity(caller))
         .await?;
-    receipt.await.map(protocol::ack_body).map_err(store_error)
+    receipt
+        .await
+        .map(protocol::ack_body)
+        .map_err(|e| store_error(e).into())
 }
 
 /// `POST /keys/{key}/tokens`: a key holder mints a token for a client.

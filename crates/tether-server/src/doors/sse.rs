@@ -19,11 +19,11 @@ use serde::Deserialize;
 use tether_core::{ErrorCode, ErrorInfo};
 
 use super::caller::Caller;
-use crate::error::ApiError;
-use crate::state::App;
 use crate::engine::{Feed, Start};
+use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::protocol::{self, MAX_REWIND};
+use crate::state::App;
 use tether_core::capability::Operation as Cap;
 
 /// Query of the SSE endpoint.
@@ -141,7 +141,7 @@ fn events(
                 Ok(delivery) => protocol::sse_delivery(st.feed.channel(), &delivery),
                 Err(err) => {
                     st.done = true;
-                    error_event(&err)
+                    error_event(&err.into())
                 }
             },
             _ = tokio::time::sleep(keep_alive) => Bytes::from_static(tether_protocol::sse::KEEP_ALIVE),

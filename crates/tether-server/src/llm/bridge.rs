@@ -238,7 +238,7 @@ impl Job {
             },
         };
         let receipt = self.submit(op).await?;
-        receipt.await.map(|_| ()).map_err(store_error)
+        receipt.await.map(|_| ()).map_err(|e| store_error(e).into())
     }
 
     async fn submit(&self, op: Operation) -> Result<Receipt, ErrorInfo> {
@@ -248,6 +248,7 @@ impl Job {
         self.engine
             .submit_internal(channel, op, &self.identity)
             .await
+            .map_err(ErrorInfo::from)
     }
 }
 
@@ -259,7 +260,7 @@ async fn await_receipts(
 ) {
     while let Some(receipt) = pending.recv().await {
         if let Err(err) = receipt.await {
-            refused.send_replace(Some(store_error(err)));
+            refused.send_replace(Some(store_error(err).into()));
             return;
         }
     }

@@ -26,10 +26,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 mod persist;
-pub(crate) use persist::SessionRecord;
-use crate::runtime::now_ms;
 use crate::engine::Start;
 use crate::presence::PresenceStore;
+use crate::runtime::now_ms;
+pub(crate) use persist::SessionRecord;
 
 /// A connection's attachments as they stand, shared with its attachment
 /// tasks (which move `from` forward as they deliver).
@@ -523,4 +523,3 @@ pub fn new_resume_key() -> String {
         rand::random::<u128>()
     )
 }
-

@@ -7,9 +7,9 @@ use tether_store::Receipt;
 use tokio::sync::{mpsc, watch};
 
 use super::outbox::Outbox;
-use crate::sessions::Outcome;
 use crate::engine::store_error;
 use crate::protocol;
+use crate::sessions::Outcome;
 
 /// What the ack loop awaits, in submission order.
 pub enum Pending {
@@ -40,7 +40,7 @@ pub async fn run(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
                 receipt,
                 outcome,
             } => {
-                let result = receipt.await.map_err(store_error);
+                let result = receipt.await.map_err(|e| ErrorInfo::from(store_error(e)));
                 if let Some(outcome) = outcome {
                     outcome.send_replace(Some(result.clone()));
                 }

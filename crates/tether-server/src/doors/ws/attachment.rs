@@ -5,9 +5,9 @@
 //! on: a renewal that drops `presence-subscribe` turns it off mid-stream.
 
 use super::outbox::Outbox;
-use crate::sessions::Attachments;
 use crate::engine::{Delivery, Feed};
 use crate::protocol;
+use crate::sessions::Attachments;
 
 /// Runs until the subscription ends or the connection closes.
 pub async fn run(
@@ -25,7 +25,7 @@ pub async fn run(
                 outbox.send(protocol::error_frame(
                     req,
                     Some(subscription.channel().as_str()),
-                    &err,
+                    &err.into(),
                 ));
                 return;
             }

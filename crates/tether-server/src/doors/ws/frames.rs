@@ -7,7 +7,6 @@ use tether_core::capability::Operation as Cap;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Operation};
 
 use super::acks::Pending;
-use crate::sessions::SeqCheck;
 use super::{Connection, attachment, now_ms};
 use crate::auth::{Credentials, Principal};
 use crate::engine::{Feed, Start};
@@ -15,6 +14,7 @@ use crate::protocol::{
     self, ClientFrame, EncodeFrame, MAX_REWIND, Mutation, PresenceVerb, ResumedAttachment,
     ServerFrame,
 };
+use crate::sessions::SeqCheck;
 
 impl Connection {
     pub(super) async fn on_text(&mut self, text: &str) {
@@ -291,7 +291,8 @@ impl Connection {
                     .app
                     .engine
                     .publish_ephemeral(&name, message, principal, &self.identity, now_ms())
-                    .map(|_| ServerFrame::Ok { req }.encode()),
+                    .map(|_| ServerFrame::Ok { req }.encode())
+                    .map_err(ErrorInfo::from),
                 _ => Err(ErrorInfo::new(
                     ErrorCode::BadRequest,
                     "only publishes can be ephemeral",
@@ -338,6 +339,7 @@ impl Connection {
             },
             Err(err) => {
                 // Refused before the store: capability, convention or rate.
+                let err = ErrorInfo::from(err);
                 metrics::counter!("tether_client_errors_total").increment(1);
                 if let Some(outcome) = outcome {
                     outcome.send_replace(Some(Err(err.clone())));

@@ -38,13 +38,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::caller::{AuthQuery, CLIENT_ID_HEADER};
-use crate::runtime::{flipped, now_ms, sleep_or_forever};
-use crate::state::App;
 use crate::auth::{Credentials, Principal};
 use crate::engine::Identity;
 use crate::error::ApiError;
 use crate::limits::Slot;
 use crate::protocol::{self, AnnouncedLimits, EncodeFrame, ServerFrame};
+use crate::runtime::{flipped, now_ms, sleep_or_forever};
+use crate::state::App;
 
 mod acks;
 mod attachment;
@@ -56,9 +56,9 @@ mod restarts;
 mod saving;
 mod violation;
 
+use crate::sessions::{self, Attachments, Dedupe, SessionState};
 use acks::Pending;
 use outbox::Outbox;
-use crate::sessions::{self, Attachments, Dedupe, SessionState};
 
 /// Mutations in flight per connection before the reader waits for acks.
 const ACK_QUEUE: usize = 4096;
@@ -161,7 +161,6 @@ fn authenticate_upgrade(
         .or_else(|| query.client_id.clone());
     app.auth.authenticate(&credentials, client_id).map(Some)
 }
-
 
 /// How a connection ended, which decides what happens to its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,4 +50,3 @@ impl Connection {
         self.saved.store(fingerprint, Ordering::Relaxed);
     }
 }
-
