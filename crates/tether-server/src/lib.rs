@@ -16,7 +16,7 @@
 //!   the same one (within the TTL, and across a restart).
 //! - [`auth`]: API keys, tokens, capabilities; who a caller is.
 //! - `limits`: connection caps.
-//! - [`llm`]: the LLM bridge (upstream client, jobs) and the fake LLM.
+//! - [`llm`]: the LLM bridge (upstream client, jobs).
 //! - [`protocol`]: the doors' encoders around `tether-protocol`.
 //! - `listener`, `tls`: the accept loop and optional HTTPS/WSS.
 //! - `error`: errors as HTTP responses.

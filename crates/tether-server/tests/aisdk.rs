@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Http, TestServer, WAIT};
-use tether_server::llm::fake::{self, FakeLlm, FakeOptions};
+use tether_fake_llm::{self as fake, FakeLlm, FakeOptions};
 
 async fn setup() -> (TestServer, FakeLlm) {
     let options = FakeOptions {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 fn tether(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+    let mut command = Command::new(sdk_support::tether_bin());
     command
         .args(args)
         .env_remove("TETHER_URL")
@@ -295,7 +295,7 @@ async fn errors_are_one_line_with_exit_code_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_mints_a_usable_narrow_token() {
     let secret = "cli-secret-0123456789";
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+    let output = std::process::Command::new(sdk_support::tether_bin())
         .args([
             "token",
             "--key",
@@ -349,7 +349,7 @@ async fn token_mints_a_usable_narrow_token() {
         get("conversation:u2").await.expect("get").status().as_u16(),
         403
     );
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+    let bad = std::process::Command::new(sdk_support::tether_bin())
         .args(["token", "--key", "nocolon"])
         .output()
         .expect("run");

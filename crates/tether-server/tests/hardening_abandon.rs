@@ -164,7 +164,7 @@ async fn a_response_that_completes_is_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_left_streaming_by_a_killed_server_end_after_restart() {
-    use tether_server::llm::fake::{self, FakeOptions};
+    use tether_fake_llm::{self as fake, FakeOptions};
     // A slow model: the bridge job is mid-answer when the server dies.
     let fake = fake::serve(
         "127.0.0.1:0".parse().expect("addr"),

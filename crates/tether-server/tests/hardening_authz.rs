@@ -12,8 +12,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::{TestServer, WAIT, Ws};
 use tether_core::Capabilities;
+use tether_fake_llm::{self as fake, FakeLlm, FakeOptions};
 use tether_server::auth::KeyConfig;
-use tether_server::llm::fake::{self, FakeLlm, FakeOptions};
 use tether_server::{Config, Server};
 
 const ADMIN_SECRET: &str = "admin-secret-0123456789";

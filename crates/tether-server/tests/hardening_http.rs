@@ -505,7 +505,7 @@ async fn sse_gauge_returns_to_its_level_after_clients_disconnect() {
 #[test]
 fn serve_help_does_not_print_secrets_from_the_environment() {
     let secret = "help-secret-0123456789-do-not-print";
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+    let output = std::process::Command::new(support::bin::tether_bin())
         .args(["serve", "--help"])
         .env("TETHER_KEY", format!("app:{secret}"))
         .env("TETHER_CONFIG", "/tmp/tether-help-test.toml")
@@ -524,7 +524,7 @@ fn serve_help_does_not_print_secrets_from_the_environment() {
     assert!(!text.contains(secret), "--help printed the secret: {text}");
     // The other client commands' credentials too.
     for command in ["publish", "subscribe", "history", "stream", "token"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        let output = std::process::Command::new(support::bin::tether_bin())
             .args([command, "--help"])
             .env("TETHER_KEY", format!("app:{secret}"))
             .env("TETHER_TOKEN", secret)
@@ -633,7 +633,7 @@ async fn server_out_of_file_descriptors_recovers_once_connections_close() {
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 128 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_tether"))
+        .arg(support::bin::tether_bin())
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("TETHER_LOG", "warn")

@@ -328,7 +328,7 @@ async fn an_unopenable_data_dir_is_named() {
     process.kill9();
     std::fs::remove_file(dir.path().join("lock")).expect("remove the lock file");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+    let out = Command::new(support::bin::tether_bin())
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("TETHER_LOG", "warn")

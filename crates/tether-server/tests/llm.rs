@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Http, TestServer, WAIT, Ws, fold};
 use tether_core::{Capabilities, Serial, View};
+use tether_fake_llm::{self as fake, FakeLlm, FakeOptions};
 use tether_server::Config;
 use tether_server::auth::KeyConfig;
-use tether_server::llm::fake::{self, FakeLlm, FakeOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A fake LLM and a server whose bridge points at it.
@@ -489,7 +489,7 @@ async fn the_api_key_is_sent_upstream_and_capabilities_apply() {
 
 #[tokio::test]
 async fn tether_fake_llm_runs_as_a_subcommand() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+    let mut child = tokio::process::Command::new(support::bin::tether_bin())
         .args(["fake-llm", "--listen", "127.0.0.1:0", "--tokens", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

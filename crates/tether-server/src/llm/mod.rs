@@ -11,7 +11,6 @@
 //!   with a status and usage.
 //! - [`openai`]: the upstream client (`/v1/chat/completions` with
 //!   `stream: true`) with typed errors; [`sse`] is its pure SSE decoder.
-//! - [`fake`]: the fake OpenAI-compatible server (`tether fake-llm`).
 //!
 //! The bridge is a *client* of the engine like any front door: it submits
 //! operations and subscribes, so everything it writes is durable, ordered
@@ -23,7 +22,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod bridge;
-pub mod fake;
 pub mod jobs;
 pub mod openai;
 pub mod sse;

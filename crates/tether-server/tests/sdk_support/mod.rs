@@ -3,6 +3,11 @@
 //! clients reconnect to it) without losing its data.
 #![allow(dead_code)]
 
+#[path = "../support/bin.rs"]
+mod bin;
+#[allow(unused_imports)]
+pub use bin::tether_bin;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

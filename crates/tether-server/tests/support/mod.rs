@@ -8,6 +8,7 @@
 //! the helpers build their requests from `tether_protocol::ClientFrame`.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod process;
 
 use std::time::Duration;

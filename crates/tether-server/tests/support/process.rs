@@ -104,7 +104,7 @@ impl Tether {
 
     /// Spawns the binary and waits for its `listening on` line.
     pub fn start(self) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
+        let mut command = Command::new(super::bin::tether_bin());
         command.args(["serve", "--dev", "--listen", &self.listen]);
         if let Some((file, contents)) = &self.config {
             std::fs::write(file, contents).expect("write config");

@@ -1,32 +1,33 @@
 //! `tether fake-llm`: the one fake OpenAI-compatible model
-//! ([`tether_fake_llm`], re-exported here for the tests) served on its own,
-//! for benchmarks of the LLM bridge and for trying it by hand.
+//! ([`tether_fake_llm`], which the tests and the demo use in-process)
+//! served on its own, for benchmarks of the LLM bridge and for trying it
+//! by hand.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-pub use tether_fake_llm::*;
+use tether_fake_llm::{FakeOptions, MAX_TOKENS, serve};
 
 /// `tether fake-llm` flags.
 #[derive(Debug, clap::Args)]
-pub struct FakeLlmArgs {
+pub(crate) struct FakeLlmArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7401")]
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// Pace of streamed answers (0: as fast as possible).
     #[arg(long, default_value_t = 150.0)]
-    pub tokens_per_second: f64,
+    tokens_per_second: f64,
     /// Numbered tokens per answer when the prompt does not say.
     #[arg(long, default_value_t = 50)]
-    pub tokens: usize,
+    tokens: usize,
     /// Require this bearer token.
     #[arg(long)]
-    pub api_key: Option<String>,
+    api_key: Option<String>,
 }
 
 /// `tether fake-llm`: serves until Ctrl-C.
-pub fn run(args: FakeLlmArgs) -> ExitCode {
-    crate::runtime::block_on(async move {
+pub(crate) fn run(args: FakeLlmArgs) -> ExitCode {
+    tether_server::runtime::block_on(async move {
         let options = FakeOptions {
             tokens_per_second: args.tokens_per_second.max(0.0),
             tokens: args.tokens.min(MAX_TOKENS),

@@ -9,6 +9,7 @@ use serde::Serialize;
 use tether_server::{Config, Server};
 
 mod cli;
+mod fake_llm;
 
 /// Tether: a realtime transport for AI applications.
 #[derive(Debug, Parser)]
@@ -39,7 +40,7 @@ enum Command {
     /// Mint a token offline with an API key's secret.
     Token(cli::token::TokenArgs),
     /// Run a deterministic fake OpenAI-compatible LLM (tests, demos, benchmarks).
-    FakeLlm(tether_server::llm::fake::FakeLlmArgs),
+    FakeLlm(fake_llm::FakeLlmArgs),
     /// Run the browser demo: the server (--dev), a built-in fake LLM, demo
     /// agents and pages (chat, operator handoff, multi-agent planner).
     Demo(tether_server::demo::DemoArgs),
@@ -102,7 +103,7 @@ fn main() -> ExitCode {
         Command::Stream(args) => cli::run(cli::stream::run(args)),
         Command::Presence(args) => cli::run(cli::presence::run(args)),
         Command::Token(args) => cli::token::run(args),
-        Command::FakeLlm(args) => tether_server::llm::fake::run(args),
+        Command::FakeLlm(args) => fake_llm::run(args),
         Command::Demo(args) => demo(args),
     }
 }
