@@ -15,6 +15,8 @@
 //!
 //! Nothing here touches a socket, a file or a clock: callers pass time in.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod capability;
 pub mod channel;
 pub mod conventions;

@@ -9,6 +9,8 @@
 //! also wires the store to the fan-out ([`Engine::start`]) and builds
 //! subscriptions.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::sync::Arc;
 
 use serde_json::Value;

@@ -15,7 +15,7 @@ use crate::protocol::ErrorBody;
 /// An error as an HTTP response: `{"error": {"code", "message"}}` with the
 /// status the code implies.
 #[derive(Debug)]
-pub struct ApiError(pub ErrorInfo);
+pub(crate) struct ApiError(pub ErrorInfo);
 
 impl From<ErrorInfo> for ApiError {
     fn from(err: ErrorInfo) -> ApiError {

@@ -7,7 +7,7 @@
 //! encode → socket.
 //!
 //! - [`config`]: layered configuration (defaults, TOML, `TETHER_*`, flags).
-//! - [`app`]: builds store, engine and router; starts and stops a server.
+//! - `app`: builds store, engine and router; starts and stops a server.
 //! - `state`: what every handler reaches (the engine, config, registries).
 //! - `router`: every route, in one table.
 //! - `doors`: one module per front door (`ws`, `sse`, `rest`, `llm`,
@@ -16,14 +16,16 @@
 //!   the same one (within the TTL, and across a restart).
 //! - [`auth`]: API keys, tokens, capabilities; who a caller is.
 //! - `limits`: connection caps.
-//! - [`llm`]: the LLM bridge (upstream client, jobs).
+//! - `llm`: the LLM bridge (upstream client, jobs).
 //! - [`protocol`]: the doors' encoders around `tether-protocol`.
 //! - `listener`, `tls`: the accept loop and optional HTTPS/WSS.
 //! - `error`: errors as HTTP responses.
 //! - [`runtime`]: tokio start-up and shutdown helpers.
 //! - [`demo`]: `tether demo` (demo agents and pages).
 
-pub mod app;
+#![warn(missing_docs, unreachable_pub)]
+
+mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -31,7 +33,7 @@ mod doors;
 mod error;
 mod limits;
 mod listener;
-pub mod llm;
+mod llm;
 pub mod protocol;
 mod router;
 pub mod runtime;
@@ -46,3 +48,4 @@ use tether_engine::{fanout, presence};
 
 pub use app::{Server, StartError};
 pub use config::Config;
+pub use llm::LlmConfig;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tether_core::{ErrorCode, ErrorInfo};
 
 /// Counts open connections.
-pub struct ConnectionSlots {
+pub(crate) struct ConnectionSlots {
     max_total: usize,
     max_per_key: usize,
     max_unauthenticated: usize,
@@ -29,7 +29,7 @@ struct Counts {
 }
 
 /// An open connection's slot; freed on drop.
-pub struct Slot {
+pub(crate) struct Slot {
     slots: Arc<ConnectionSlots>,
     /// The key charged, or `None` while the connection is unauthenticated.
     key: Option<String>,
@@ -38,7 +38,7 @@ pub struct Slot {
 impl ConnectionSlots {
     /// Caps of `max_total` connections, `max_per_key` per key and
     /// `max_unauthenticated` waiting to authenticate.
-    pub fn new(
+    pub(crate) fn new(
         max_total: usize,
         max_per_key: usize,
         max_unauthenticated: usize,
@@ -52,7 +52,7 @@ impl ConnectionSlots {
     }
 
     /// Takes a slot for a connection of `key`, or says which cap is full.
-    pub fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, ErrorInfo> {
+    pub(crate) fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, ErrorInfo> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         self.check_total(&counts)?;
         self.take_key(&mut counts, key)?;
@@ -66,7 +66,7 @@ impl ConnectionSlots {
     /// Takes a slot for a WebSocket that will authenticate with its first
     /// frame; it counts against the server cap and the unauthenticated cap,
     /// not against any key.
-    pub fn acquire_unauthenticated(self: &Arc<Self>) -> Result<Slot, ErrorInfo> {
+    pub(crate) fn acquire_unauthenticated(self: &Arc<Self>) -> Result<Slot, ErrorInfo> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         self.check_total(&counts)?;
         if counts.unauthenticated >= self.max_unauthenticated {
@@ -136,7 +136,7 @@ impl Slot {
     /// renewed with a credential of another key), releasing what it was
     /// counted under before. Refused with `42903`, changing nothing, when
     /// the key has no room.
-    pub fn charge(&mut self, key: &str) -> Result<(), ErrorInfo> {
+    pub(crate) fn charge(&mut self, key: &str) -> Result<(), ErrorInfo> {
         if self.key.as_deref() == Some(key) {
             return Ok(());
         }

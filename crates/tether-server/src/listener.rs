@@ -50,7 +50,7 @@ use crate::runtime::flipped;
 
 /// The per-connection limits of the accept loop (from [`crate::Config`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ListenerLimits {
+pub(crate) struct ListenerLimits {
     /// Time for a request head to arrive (also bounds idle keep-alive).
     pub header_read_timeout: Duration,
     /// Time for a request body to arrive completely, from its head.
@@ -61,7 +61,7 @@ pub struct ListenerLimits {
 
 impl ListenerLimits {
     /// The limits a configuration asks for.
-    pub fn from_config(config: &crate::Config) -> ListenerLimits {
+    pub(crate) fn from_config(config: &crate::Config) -> ListenerLimits {
         ListenerLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms.max(1)),
@@ -80,7 +80,7 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// accepting, lets every connection finish its current request (idle ones
 /// close at once) and returns once they have. Upgraded WebSockets are not
 /// waited for: they watch the same flag and close themselves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
@@ -301,7 +301,7 @@ async fn respond(
 /// Why a request body ended early: it did not arrive in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
-pub struct BodyTimedOut;
+pub(crate) struct BodyTimedOut;
 
 /// A request body that fails with [`BodyTimedOut`] once its deadline
 /// passes, and says so through `timed_out`.

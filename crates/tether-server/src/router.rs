@@ -18,7 +18,7 @@ use crate::state::App;
 use tether_core::capability::Operation;
 
 /// Every route Tether serves.
-pub fn router(app: App) -> Router {
+pub(crate) fn router(app: App) -> Router {
     let cors = cors_layer(&app.config.cors_origins);
     let body_limit = app.config.max_frame_bytes;
     let mut router = Router::new()
@@ -83,7 +83,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 
 /// The request headers browsers may send cross-origin: the credential,
 /// JSON bodies, the key holder's client id and the SSE resume position.
-pub fn allowed_headers() -> [HeaderName; 4] {
+pub(crate) fn allowed_headers() -> [HeaderName; 4] {
     [
         header::AUTHORIZATION,
         header::CONTENT_TYPE,

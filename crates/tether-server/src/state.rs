@@ -16,7 +16,7 @@ use crate::sessions::Sessions;
 
 /// What every request handler can reach.
 #[derive(Clone)]
-pub struct App {
+pub(crate) struct App {
     /// The engine (store, fan-out, presence).
     pub engine: Engine,
     /// The configuration the server runs with.

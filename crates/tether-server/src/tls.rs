@@ -43,7 +43,7 @@ pub enum TlsError {
 }
 
 /// Builds an acceptor from PEM files (certificate chain, private key).
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|iter| iter.collect::<Result<_, _>>())
         .map_err(|e| TlsError::Certificate {
@@ -73,7 +73,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 /// Completes the TLS handshake on `io`, within [`HANDSHAKE_TIMEOUT`].
 /// Runs in the connection's own task (see [`crate::http::listener`]), so a
 /// client that stalls its handshake holds up no one else's accept.
-pub async fn handshake<IO>(acceptor: &TlsAcceptor, io: IO) -> Option<TlsStream<IO>>
+pub(crate) async fn handshake<IO>(acceptor: &TlsAcceptor, io: IO) -> Option<TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {

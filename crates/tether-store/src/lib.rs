@@ -19,6 +19,8 @@
 //!   and the idempotency check, using [`tether_core::apply`].
 //! - Reads never block the writer and never see a half-written batch.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod log;
 pub mod sessions;
 

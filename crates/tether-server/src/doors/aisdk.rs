@@ -93,7 +93,7 @@ enum End {
 }
 
 /// `GET /channels/{channel}/aisdk/stream`
-pub async fn stream(
+pub(crate) async fn stream(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,

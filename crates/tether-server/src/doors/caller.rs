@@ -11,7 +11,7 @@ use crate::state::App;
 
 /// Credential-related query parameters, accepted on every route.
 #[derive(Debug, Default, Deserialize)]
-pub struct AuthQuery {
+pub(crate) struct AuthQuery {
     /// A JWT (for clients that cannot set headers).
     pub token: Option<String>,
     /// An API key `name:secret`.
@@ -21,10 +21,10 @@ pub struct AuthQuery {
 }
 
 /// Header in which a key holder names the client it acts for.
-pub const CLIENT_ID_HEADER: &str = "x-tether-client-id";
+pub(crate) const CLIENT_ID_HEADER: &str = "x-tether-client-id";
 
 /// The authenticated caller of a request.
-pub struct Caller(pub Principal);
+pub(crate) struct Caller(pub Principal);
 
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;

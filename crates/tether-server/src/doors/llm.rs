@@ -32,7 +32,7 @@ const BRIDGE_CLIENT_ID: &str = "llm-bridge";
 /// Longest accepted model name.
 const MAX_MODEL_LEN: usize = 200;
 
-pub use tether_protocol::llm::StartRequest;
+pub(crate) use tether_protocol::llm::StartRequest;
 
 /// Checks of a start request against the server's configuration.
 trait Checked {
@@ -114,7 +114,7 @@ impl Checked for StartRequest {
 /// `POST /channels/{channel}/llm`: starts a job and answers `202` with
 /// `{"job", "serial"}` once the response message exists. The job runs on
 /// in its own task, whether or not anyone is still connected.
-pub async fn start(
+pub(crate) async fn start(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,
@@ -193,7 +193,10 @@ pub async fn start(
 
 /// `GET /llm/jobs`: `{"jobs": [{job, channel, serial, model, started_at,
 /// tokens}]}`, oldest first. Needs the `stats` capability.
-pub async fn list(State(app): State<App>, Caller(caller): Caller) -> Result<Response, ApiError> {
+pub(crate) async fn list(
+    State(app): State<App>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
     require_stats(&caller)?;
     Ok(Json(JobList {
         jobs: app.llm.list(),
@@ -203,7 +206,7 @@ pub async fn list(State(app): State<App>, Caller(caller): Caller) -> Result<Resp
 
 /// `DELETE /llm/jobs/{id}`: asks a job to stop; its message ends
 /// `cancelled` moments later. Needs the `stats` capability.
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(job): Path<String>,

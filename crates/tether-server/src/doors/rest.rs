@@ -25,7 +25,7 @@ use crate::state::App;
 use tether_core::capability::Operation as Cap;
 
 /// `POST /channels/{channel}/messages`
-pub async fn publish(
+pub(crate) async fn publish(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,
@@ -64,7 +64,7 @@ pub async fn publish(
 }
 
 /// `POST /channels/{channel}/messages/{serial}/append`
-pub async fn append(
+pub(crate) async fn append(
     State(app): State<App>,
     Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
@@ -79,7 +79,7 @@ pub async fn append(
 }
 
 /// `PATCH /channels/{channel}/messages/{serial}`
-pub async fn update(
+pub(crate) async fn update(
     State(app): State<App>,
     Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
@@ -94,7 +94,7 @@ pub async fn update(
 }
 
 /// `DELETE /channels/{channel}/messages/{serial}` (body optional)
-pub async fn delete(
+pub(crate) async fn delete(
     State(app): State<App>,
     Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
@@ -111,7 +111,7 @@ pub async fn delete(
 }
 
 /// `GET /channels/{channel}/messages/{serial}`
-pub async fn get_message(
+pub(crate) async fn get_message(
     State(app): State<App>,
     Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
@@ -122,7 +122,7 @@ pub async fn get_message(
 }
 
 /// `GET /channels/{channel}/messages/{serial}/versions`
-pub async fn versions(
+pub(crate) async fn versions(
     State(app): State<App>,
     Caller(caller): Caller,
     Path((channel, serial)): Path<(String, String)>,
@@ -136,7 +136,7 @@ pub async fn versions(
 /// Query of `GET /channels/{channel}/messages`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HistoryParams {
+pub(crate) struct HistoryParams {
     limit: Option<usize>,
     direction: Option<Direction>,
     cursor: Option<String>,
@@ -154,7 +154,7 @@ pub struct HistoryParams {
 }
 
 /// `GET /channels/{channel}/messages`
-pub async fn history(
+pub(crate) async fn history(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,
@@ -190,7 +190,7 @@ pub async fn history(
 }
 
 /// `GET /channels/{channel}/presence`: the current members.
-pub async fn presence(
+pub(crate) async fn presence(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,
@@ -203,7 +203,7 @@ pub async fn presence(
 }
 
 /// `GET /channels/{channel}`: the log's bounds.
-pub async fn channel_info(
+pub(crate) async fn channel_info(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,
@@ -252,7 +252,7 @@ async fn apply(
 }
 
 /// `POST /keys/{key}/tokens`: a key holder mints a token for a client.
-pub async fn mint_token(
+pub(crate) async fn mint_token(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(key): Path<String>,

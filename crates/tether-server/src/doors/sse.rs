@@ -28,7 +28,7 @@ use tether_core::capability::Operation as Cap;
 
 /// Query of the SSE endpoint.
 #[derive(Debug, Default, Deserialize)]
-pub struct StreamParams {
+pub(crate) struct StreamParams {
     from: Option<String>,
     rewind: Option<usize>,
     /// Also stream presence (`presence-sync`, then `presence` events).
@@ -39,7 +39,7 @@ pub struct StreamParams {
 }
 
 /// `GET /channels/{channel}/stream`
-pub async fn stream(
+pub(crate) async fn stream(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(channel): Path<String>,

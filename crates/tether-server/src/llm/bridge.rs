@@ -41,7 +41,7 @@ use crate::engine::{Delivery, Engine, Identity, Start, Subscription, store_error
 const RECEIPTS_IN_FLIGHT: usize = 1024;
 
 /// Everything one job needs.
-pub struct Job {
+pub(crate) struct Job {
     /// The engine it writes through.
     pub engine: Engine,
     /// Where the model is.
@@ -60,7 +60,7 @@ pub struct Job {
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// The upstream finished the answer.
     Complete,
     /// A cancel request, or the message ended by someone else.
@@ -73,7 +73,7 @@ pub enum Ending {
 
 impl Ending {
     /// The `extras.stream` status this ending stores.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             Ending::Complete => "complete",
             Ending::Cancelled => "cancelled",
@@ -111,7 +111,7 @@ impl Interrupts {
 impl Job {
     /// Runs the job to its end and stores the final status. Returns how
     /// it ended.
-    pub async fn run(self) -> Ending {
+    pub(crate) async fn run(self) -> Ending {
         let handle = &self.handle;
         let watcher = tokio::spawn(watch_for_cancel(
             self.engine.subscribe(
@@ -290,7 +290,7 @@ async fn watch_for_cancel(
 }
 
 /// Whether `message` (an event on the channel) stops the response `serial`.
-pub fn stops(message: &Message, serial: Serial, target: &str) -> bool {
+pub(crate) fn stops(message: &Message, serial: Serial, target: &str) -> bool {
     if message.serial == serial {
         return message.action == Action::Delete || tether_core::fold::ended(message).is_some();
     }

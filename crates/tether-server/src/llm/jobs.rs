@@ -13,7 +13,7 @@ use super::LlmConfig;
 use super::openai::{Upstream, UpstreamError};
 
 /// Running jobs and the slots they hold.
-pub struct Jobs {
+pub(crate) struct Jobs {
     /// One permit per job. A semaphore rather than a counter next to the
     /// map: the permit travels with the job's task and is returned however
     /// that task ends, even by a panic.
@@ -35,7 +35,7 @@ pub struct Jobs {
 
 /// What the registry knows about one running job.
 #[derive(Debug)]
-pub struct JobHandle {
+pub(crate) struct JobHandle {
     /// The job id (`job_...`).
     pub id: String,
     /// The channel it writes to.
@@ -54,11 +54,11 @@ pub struct JobHandle {
 }
 
 /// A job as `GET /llm/jobs` shows it (a wire type).
-pub use tether_protocol::llm::JobInfo;
+pub(crate) use tether_protocol::llm::JobInfo;
 
 /// A reserved job slot, global and per credential; both are given back
 /// when it is dropped (the job's task holds it), however the task ends.
-pub struct Reservation {
+pub(crate) struct Reservation {
     _slot: OwnedSemaphorePermit,
     jobs: Arc<Jobs>,
     credential: String,
@@ -71,7 +71,7 @@ impl Drop for Reservation {
 }
 
 /// Removes a job from the registry when dropped (the job's task holds it).
-pub struct Registration {
+pub(crate) struct Registration {
     jobs: Arc<Jobs>,
     id: String,
 }
@@ -84,7 +84,7 @@ impl Drop for Registration {
 
 impl Jobs {
     /// A registry bounded by `config.max_concurrent_jobs`.
-    pub fn new(config: &LlmConfig) -> Jobs {
+    pub(crate) fn new(config: &LlmConfig) -> Jobs {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .build()
@@ -105,7 +105,7 @@ impl Jobs {
     /// A slot for a new job of `credential`: `42906` when that credential
     /// already runs `llm.max_jobs_per_credential` jobs (so one caller cannot
     /// take every slot), `42901` when the server runs all it allows.
-    pub fn reserve(self: &Arc<Jobs>, credential: &str) -> Result<Reservation, ErrorInfo> {
+    pub(crate) fn reserve(self: &Arc<Jobs>, credential: &str) -> Result<Reservation, ErrorInfo> {
         {
             let mut counts = self
                 .per_credential
@@ -159,7 +159,11 @@ impl Jobs {
     }
 
     /// The upstream at `url` with the configured key and timeouts.
-    pub fn upstream(&self, config: &LlmConfig, url: String) -> Result<Upstream, UpstreamError> {
+    pub(crate) fn upstream(
+        &self,
+        config: &LlmConfig,
+        url: String,
+    ) -> Result<Upstream, UpstreamError> {
         let client = self.client.clone().map_err(UpstreamError::Client)?;
         Ok(Upstream {
             client,
@@ -171,7 +175,7 @@ impl Jobs {
     }
 
     /// Lists `handle` until the returned registration is dropped.
-    pub fn register(self: &Arc<Jobs>, handle: Arc<JobHandle>) -> Registration {
+    pub(crate) fn register(self: &Arc<Jobs>, handle: Arc<JobHandle>) -> Registration {
         let id = handle.id.clone();
         self.lock().insert(id.clone(), handle);
         Registration {
@@ -181,7 +185,7 @@ impl Jobs {
     }
 
     /// Running jobs, oldest first.
-    pub fn list(&self) -> Vec<JobInfo> {
+    pub(crate) fn list(&self) -> Vec<JobInfo> {
         let mut jobs: Vec<JobInfo> = self
             .lock()
             .values()
@@ -199,7 +203,7 @@ impl Jobs {
     }
 
     /// Asks job `id` to stop. `false` if no such job is running.
-    pub fn cancel(&self, id: &str) -> bool {
+    pub(crate) fn cancel(&self, id: &str) -> bool {
         let job = self.lock().get(id).cloned();
         match job {
             Some(job) => {
@@ -211,7 +215,7 @@ impl Jobs {
     }
 
     /// How many jobs are running.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.lock().len()
     }
 
@@ -219,7 +223,7 @@ impl Jobs {
     /// shutdown: jobs end their messages (`error`, "the server shut down")
     /// when the shutdown flag flips, and the store should stay open until
     /// those final updates are in.
-    pub async fn wait_idle(&self, within: Duration) -> bool {
+    pub(crate) async fn wait_idle(&self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         while self.running() > 0 {
             if tokio::time::Instant::now() >= deadline {
@@ -236,6 +240,6 @@ impl Jobs {
 }
 
 /// A fresh job id: random, so ids never repeat across restarts.
-pub fn new_job_id() -> String {
+pub(crate) fn new_job_id() -> String {
     format!("job_{:024x}", rand::random::<u128>() >> 32)
 }

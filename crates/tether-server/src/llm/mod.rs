@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub mod bridge;
-pub mod jobs;
-pub mod openai;
-pub mod sse;
+pub(crate) mod bridge;
+pub(crate) mod jobs;
+pub(crate) mod openai;
+pub(crate) mod sse;
 
-pub use jobs::Jobs;
+pub(crate) use jobs::Jobs;
 
 /// Settings of the LLM bridge (`[llm]` in the config file, or
 /// `TETHER_LLM__BASE_URL`, `TETHER_LLM__API_KEY`, ...).

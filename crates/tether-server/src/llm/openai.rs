@@ -27,11 +27,11 @@ const MAX_REASON_CHARS: usize = 300;
 
 /// One chat message, passed through as given (a wire type: the bridge's
 /// start request carries them).
-pub use tether_protocol::llm::ChatMessage;
+pub(crate) use tether_protocol::llm::ChatMessage;
 
 /// The body sent upstream.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     /// Model name, as the upstream knows it.
     pub model: String,
     /// The conversation.
@@ -51,14 +51,14 @@ pub struct ChatRequest {
 
 /// `stream_options` of a request.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     /// Send token counts in a last chunk.
     pub include_usage: bool,
 }
 
 /// Token counts reported by the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Tokens of the prompt.
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -72,7 +72,7 @@ pub struct Usage {
 
 /// What one chunk of the stream carried.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// Text to append (often empty: role-only and final chunks).
     pub content: String,
     /// Why generation stopped (`stop`, `length`, ...), on the last chunk.
@@ -84,7 +84,7 @@ pub struct Chunk {
 /// Why talking to the upstream failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// The HTTP client could not be built (reported per job, not at start).
     #[error("the HTTP client is unavailable: {0}")]
     Client(String),
@@ -121,7 +121,7 @@ pub enum UpstreamError {
 
 /// Where and how to call the upstream.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// Shared so connections are pooled across jobs.
     pub client: reqwest::Client,
     /// The chat completions URL.
@@ -137,7 +137,7 @@ pub struct Upstream {
 impl Upstream {
     /// Sends the request and returns the stream of chunks once the
     /// response headers say it succeeded.
-    pub async fn open(&self, request: &ChatRequest) -> Result<ChunkStream, UpstreamError> {
+    pub(crate) async fn open(&self, request: &ChatRequest) -> Result<ChunkStream, UpstreamError> {
         let mut builder = self.client.post(&self.url).json(request);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
@@ -180,7 +180,7 @@ impl Upstream {
 }
 
 /// A streaming response, read one [`Chunk`] at a time.
-pub struct ChunkStream {
+pub(crate) struct ChunkStream {
     response: reqwest::Response,
     idle_timeout: Duration,
     decoder: SseDecoder,
@@ -195,7 +195,7 @@ pub struct ChunkStream {
 
 impl ChunkStream {
     /// The next chunk; `None` at the end of a complete answer.
-    pub async fn next(&mut self) -> Result<Option<Chunk>, UpstreamError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Chunk>, UpstreamError> {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
                 return chunk.map(Some);
@@ -284,7 +284,7 @@ struct WireContent {
 }
 
 /// Parses one `data:` payload of the stream.
-pub fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
+pub(crate) fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
     let wire: WireChunk = serde_json::from_str(data)
         .map_err(|err| UpstreamError::Malformed(format!("{err} in {}", excerpt(data))))?;
     if let Some(error) = wire.error {

@@ -6,12 +6,12 @@
 
 /// Longest line accepted. An upstream that sends a longer one is broken or
 /// hostile; buffering it without bound would let it exhaust memory.
-pub const MAX_LINE: usize = 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 1024 * 1024;
 
 /// Why a stream cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SseError {
+pub(crate) enum SseError {
     /// A line is not valid UTF-8.
     #[error("an SSE line is not valid UTF-8")]
     NotUtf8,
@@ -23,7 +23,7 @@ pub enum SseError {
 /// Incremental decoder. Feed it with [`SseDecoder::push`]; call
 /// [`SseDecoder::finish`] at the end of the stream.
 #[derive(Debug, Default)]
-pub struct SseDecoder {
+pub(crate) struct SseDecoder {
     /// Bytes of the current, incomplete line.
     line: Vec<u8>,
     /// `data` lines of the current event, joined with `\n`.
@@ -32,13 +32,13 @@ pub struct SseDecoder {
 
 impl SseDecoder {
     /// A decoder at the start of a stream.
-    pub fn new() -> SseDecoder {
+    pub(crate) fn new() -> SseDecoder {
         SseDecoder::default()
     }
 
     /// Decodes `bytes`, appending the data of each completed event to
     /// `events`.
-    pub fn push(&mut self, bytes: &[u8], events: &mut Vec<String>) -> Result<(), SseError> {
+    pub(crate) fn push(&mut self, bytes: &[u8], events: &mut Vec<String>) -> Result<(), SseError> {
         let mut rest = bytes;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             self.line.extend_from_slice(&rest[..end]);
@@ -58,7 +58,7 @@ impl SseDecoder {
 
     /// Ends the stream: an event not terminated by a blank line still
     /// counts (some servers close right after the last `data:` line).
-    pub fn finish(&mut self, events: &mut Vec<String>) -> Result<(), SseError> {
+    pub(crate) fn finish(&mut self, events: &mut Vec<String>) -> Result<(), SseError> {
         let line = std::mem::take(&mut self.line);
         if !line.is_empty() {
             self.line_done(&line, events)?;

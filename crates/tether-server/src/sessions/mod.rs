@@ -33,7 +33,7 @@ pub(crate) use persist::SessionRecord;
 
 /// A connection's attachments as they stand, shared with its attachment
 /// tasks (which move `from` forward as they deliver).
-pub type Attachments = Arc<Mutex<HashMap<ChannelName, Start>>>;
+pub(crate) type Attachments = Arc<Mutex<HashMap<ChannelName, Start>>>;
 
 /// Results of sequenced operations remembered per connection, for
 /// re-sent frames after a resume; the same window the store keeps on disk.
@@ -41,17 +41,17 @@ pub type Attachments = Arc<Mutex<HashMap<ChannelName, Start>>>;
 const DEDUPE_WINDOW: usize = SEQ_WINDOW as usize;
 
 /// The outcome of a sequenced operation, shared with re-sends of it.
-pub type Outcome = Option<Result<Ack, ErrorInfo>>;
+pub(crate) type Outcome = Option<Result<Ack, ErrorInfo>>;
 
 /// Exactly-once bookkeeping of a connection's sequenced operations.
 #[derive(Default)]
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     last_seq: u64,
     results: BTreeMap<u64, watch::Receiver<Outcome>>,
 }
 
 /// What to do with an operation carrying a sequence number.
-pub enum SeqCheck {
+pub(crate) enum SeqCheck {
     /// New: apply it and report the outcome through the sender.
     New(watch::Sender<Outcome>),
     /// Already applied (or in flight): answer with its outcome.
@@ -64,7 +64,7 @@ impl Dedupe {
     /// The state of a session read back from disk: every recorded outcome,
     /// and the highest recorded `seq` as the last one seen. Operations that
     /// never reached the log are not recorded, so their re-sends apply.
-    pub fn restore(outcomes: Vec<(u64, SeqOutcome)>) -> Dedupe {
+    pub(crate) fn restore(outcomes: Vec<(u64, SeqOutcome)>) -> Dedupe {
         let mut dedupe = Dedupe::default();
         for (seq, outcome) in outcomes {
             let (_, rx) = watch::channel(Some(outcome));
@@ -78,7 +78,7 @@ impl Dedupe {
     }
 
     /// Classifies sequence number `seq`.
-    pub fn check(&mut self, seq: u64) -> SeqCheck {
+    pub(crate) fn check(&mut self, seq: u64) -> SeqCheck {
         if seq <= self.last_seq {
             return match self.results.get(&seq) {
                 Some(rx) => SeqCheck::Repeat(rx.clone()),
@@ -96,7 +96,7 @@ impl Dedupe {
 }
 
 /// Everything a connection carries across a resume.
-pub struct SessionState {
+pub(crate) struct SessionState {
     /// The connection's id, kept across resumes.
     pub connection_id: String,
     /// The secret that proves a resume comes from the same client.
@@ -122,7 +122,7 @@ struct Parked {
 }
 
 /// Registry of live and parked connections.
-pub struct Sessions {
+pub(crate) struct Sessions {
     ttl: Duration,
     grace: Duration,
     /// A std mutex: never held across an await.
@@ -139,7 +139,7 @@ pub struct Sessions {
 }
 
 /// Counts a connection as running until dropped.
-pub struct Running(watch::Sender<usize>);
+pub(crate) struct Running(watch::Sender<usize>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -185,7 +185,7 @@ fn verify(
 impl Sessions {
     /// Sessions kept `ttl` after a connection vanishes; its presence is left
     /// after `grace`.
-    pub fn new(ttl: Duration, grace: Duration) -> Sessions {
+    pub(crate) fn new(ttl: Duration, grace: Duration) -> Sessions {
         Sessions {
             ttl,
             grace,
@@ -200,7 +200,7 @@ impl Sessions {
     /// Also keeps sessions in `store`, so they can be resumed after a
     /// restart. Reads when the previous server was last alive; call before
     /// [`Sessions::housekeeping`] overwrites it.
-    pub fn with_store(mut self, store: Arc<dyn SessionStore>) -> Sessions {
+    pub(crate) fn with_store(mut self, store: Arc<dyn SessionStore>) -> Sessions {
         self.previous_alive = store.alive().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "cannot read the last alive time");
             None
@@ -210,14 +210,14 @@ impl Sessions {
     }
 
     /// Counts a connection as running until the guard drops.
-    pub fn track(&self) -> Running {
+    pub(crate) fn track(&self) -> Running {
         self.running.send_modify(|n| *n += 1);
         Running(self.running.clone())
     }
 
     /// Waits until no connection is running, for at most `timeout`; says
     /// whether they all finished.
-    pub async fn drained(&self, timeout: Duration) -> bool {
+    pub(crate) async fn drained(&self, timeout: Duration) -> bool {
         let mut rx = self.running.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
             .await
@@ -226,7 +226,7 @@ impl Sessions {
 
     /// Writes a session's record (a failure only costs resumability after a
     /// restart, so it is logged, not fatal).
-    pub fn save(&self, connection_id: &str, record: &SessionRecord) {
+    pub(crate) fn save(&self, connection_id: &str, record: &SessionRecord) {
         if let Some(store) = &self.store
             && let Err(err) = store.put_session(connection_id, &record.encode())
         {
@@ -235,7 +235,7 @@ impl Sessions {
     }
 
     /// Deletes a session from disk: its record and recorded outcomes.
-    pub fn discard(&self, connection_id: &str) {
+    pub(crate) fn discard(&self, connection_id: &str) {
         if let Some(store) = &self.store
             && let Err(err) = store.delete_session(connection_id)
         {
@@ -246,7 +246,7 @@ impl Sessions {
     /// Keeps the on-disk sessions honest until `shutdown` flips: records
     /// that this server is alive (every `alive_every`), and deletes sessions
     /// whose TTL has passed (at start, then every half TTL).
-    pub fn housekeeping(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) fn housekeeping(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         if self.store.is_none() {
             return;
         }
@@ -349,13 +349,13 @@ impl Sessions {
     }
 
     /// The resume TTL announced to clients.
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// Registers a live connection; the receiver flips when a resume takes
     /// it over.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         connection_id: &str,
         resume_key: &str,
@@ -377,7 +377,7 @@ impl Sessions {
     }
 
     /// A connection ended cleanly: forget it.
-    pub fn forget(&self, connection_id: &str) {
+    pub(crate) fn forget(&self, connection_id: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.live.remove(connection_id);
         drop(inner);
@@ -386,7 +386,7 @@ impl Sessions {
 
     /// A connection vanished: keep its state for the TTL and its presence
     /// for the grace period.
-    pub fn park(self: &Arc<Self>, state: SessionState, presence: Arc<dyn PresenceStore>) {
+    pub(crate) fn park(self: &Arc<Self>, state: SessionState, presence: Arc<dyn PresenceStore>) {
         let id = state.connection_id.clone();
         let now = now_ms();
         self.save(&id, &SessionRecord::of_state(&state, Some(now), now));
@@ -438,7 +438,7 @@ impl Sessions {
 
     /// Adopts a vanished (or still live) connection. Returns its state and
     /// whether its presence was already left (so the caller re-enters).
-    pub async fn resume(
+    pub(crate) async fn resume(
         &self,
         connection_id: &str,
         resume_key: &str,
@@ -516,7 +516,7 @@ impl Sessions {
 }
 
 /// A new random resume key.
-pub fn new_resume_key() -> String {
+pub(crate) fn new_resume_key() -> String {
     format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),

@@ -30,7 +30,7 @@ use crate::engine::Start;
 
 /// A session as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionRecord {
+pub(crate) struct SessionRecord {
     /// The secret a resume must present.
     pub resume_key: String,
     /// The credential's key name.
@@ -54,7 +54,7 @@ pub struct SessionRecord {
 
 /// One attachment as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AttachmentRecord {
+pub(crate) struct AttachmentRecord {
     /// The channel.
     pub channel: ChannelName,
     /// The last exact position sent (as of the write), if any.
@@ -70,7 +70,7 @@ pub struct AttachmentRecord {
 
 impl SessionRecord {
     /// The record of a connection's current state.
-    pub fn new(
+    pub(crate) fn new(
         resume_key: &str,
         key: &str,
         client_id: Option<&str>,
@@ -106,7 +106,11 @@ impl SessionRecord {
     }
 
     /// The record of a parked (or parking) session.
-    pub fn of_state(state: &SessionState, parked_at: Option<u64>, now_ms: u64) -> SessionRecord {
+    pub(crate) fn of_state(
+        state: &SessionState,
+        parked_at: Option<u64>,
+        now_ms: u64,
+    ) -> SessionRecord {
         SessionRecord::new(
             &state.resume_key,
             &state.key,
@@ -121,14 +125,18 @@ impl SessionRecord {
     /// When the connection can have dropped at the latest: when it parked,
     /// or, for one that was live when the server died, the last moment that
     /// server was known alive (or this record's write, if later).
-    pub fn dropped_at(&self, previous_alive: Option<u64>) -> u64 {
+    pub(crate) fn dropped_at(&self, previous_alive: Option<u64>) -> u64 {
         self.parked_at
             .unwrap_or_else(|| self.written_at.max(previous_alive.unwrap_or(0)))
     }
 
     /// The session this record describes, with its exactly-once state
     /// rebuilt from the recorded outcomes.
-    pub fn into_state(self, connection_id: &str, outcomes: Vec<(u64, SeqOutcome)>) -> SessionState {
+    pub(crate) fn into_state(
+        self,
+        connection_id: &str,
+        outcomes: Vec<(u64, SeqOutcome)>,
+    ) -> SessionState {
         SessionState {
             connection_id: connection_id.to_owned(),
             resume_key: self.resume_key,
@@ -152,12 +160,12 @@ impl SessionRecord {
     }
 
     /// JSON bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Parses stored bytes; `None` when they are not a session record.
-    pub fn decode(bytes: &[u8]) -> Option<SessionRecord> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<SessionRecord> {
         serde_json::from_slice(bytes).ok()
     }
 }

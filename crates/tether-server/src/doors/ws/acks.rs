@@ -12,7 +12,7 @@ use crate::protocol;
 use crate::sessions::Outcome;
 
 /// What the ack loop awaits, in submission order.
-pub enum Pending {
+pub(super) enum Pending {
     /// An operation in the store's queue; `outcome` records the result for
     /// re-sends of the same sequence number.
     Receipt {
@@ -30,7 +30,7 @@ pub enum Pending {
 }
 
 /// Runs until the connection's reader drops its sender.
-pub async fn run(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
+pub(super) async fn run(mut pending: mpsc::Receiver<Pending>, outbox: Outbox) {
     let mut open = true;
     while let Some(item) = pending.recv().await {
         let frame = match item {

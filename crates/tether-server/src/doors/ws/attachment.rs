@@ -10,7 +10,7 @@ use crate::protocol;
 use crate::sessions::Attachments;
 
 /// Runs until the subscription ends or the connection closes.
-pub async fn run(
+pub(super) async fn run(
     mut subscription: Feed,
     outbox: Outbox,
     mut req: Option<u64>,

@@ -51,7 +51,7 @@ mod attachment;
 mod capabilities;
 mod frames;
 mod guard;
-pub mod outbox;
+pub(crate) mod outbox;
 mod restarts;
 mod saving;
 mod violation;
@@ -69,7 +69,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Query parameters of `GET /ws`.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct WsQuery {
+pub(crate) struct WsQuery {
     /// A JWT.
     pub token: Option<String>,
     /// An API key `name:secret`.
@@ -92,7 +92,7 @@ const MAX_ROLLUP_MS: u64 = 5_000;
 /// request that is no valid upgrade (a plain GET, a bad
 /// `Sec-WebSocket-Version`) or has bad parameters gets the JSON error body
 /// like every other HTTP error, not the extractor's plain text.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(app): State<App>,
     query: Result<Query<WsQuery>, QueryRejection>,
     headers: HeaderMap,

@@ -26,11 +26,11 @@ use crate::protocol::error_frame;
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Why and how a connection is being closed.
-pub type CloseReason = Option<ErrorInfo>;
+pub(crate) type CloseReason = Option<ErrorInfo>;
 
 /// The sending side, cloned into every producer of a connection.
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     frames: mpsc::Sender<Message>,
     close: watch::Sender<CloseReason>,
     /// How long a delivery may wait for room before the client is too slow.
@@ -39,7 +39,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// A queue of `capacity` frames and the writer that drains it.
-    pub fn new(
+    pub(crate) fn new(
         capacity: usize,
         patience: Duration,
         sink: SplitSink<WebSocket, Message>,
@@ -64,7 +64,7 @@ impl Outbox {
     /// Queues a JSON frame, waiting for room up to the patience period.
     /// Returns `false` if the connection is closing (or now closes because
     /// the client is too slow).
-    pub async fn deliver(&self, frame: Bytes) -> bool {
+    pub(crate) async fn deliver(&self, frame: Bytes) -> bool {
         let Ok(text) = Utf8Bytes::try_from(frame) else {
             return false;
         };
@@ -88,7 +88,7 @@ impl Outbox {
 
     /// Queues a JSON frame. Returns `false` if the connection is closing;
     /// a full queue closes it with `TooSlow`.
-    pub fn send(&self, frame: Bytes) -> bool {
+    pub(crate) fn send(&self, frame: Bytes) -> bool {
         match Utf8Bytes::try_from(frame) {
             Ok(text) => self.send_message(Message::Text(text)),
             Err(_) => false,
@@ -96,7 +96,7 @@ impl Outbox {
     }
 
     /// Queues a WebSocket ping.
-    pub fn ping(&self) -> bool {
+    pub(crate) fn ping(&self) -> bool {
         self.send_message(Message::Ping(Bytes::new()))
     }
 
@@ -113,7 +113,7 @@ impl Outbox {
 
     /// Closes the connection with an error frame and the matching close
     /// code. The first reason wins.
-    pub fn close(&self, reason: ErrorInfo) {
+    pub(crate) fn close(&self, reason: ErrorInfo) {
         self.close.send_if_modified(|current| {
             if current.is_some() {
                 return false;
@@ -128,7 +128,7 @@ impl Outbox {
     /// shutting-down connection's replies all reach the client first. If
     /// the queue stays full past the patience period the client is too slow
     /// and is closed without them.
-    pub async fn close_after_queued(&self, reason: ErrorInfo) {
+    pub(crate) async fn close_after_queued(&self, reason: ErrorInfo) {
         let (error, close) = goodbye(&reason);
         let queue = async {
             if let Some(error) = error {
@@ -147,13 +147,13 @@ impl Outbox {
     }
 
     /// Resolves when the connection is closing.
-    pub async fn closing(&self) {
+    pub(crate) async fn closing(&self) {
         closing(&mut self.close.subscribe()).await;
     }
 }
 
 /// Drains the queue into the socket; ends when the connection closes.
-pub struct Writer {
+pub(crate) struct Writer {
     sink: SplitSink<WebSocket, Message>,
     frames: mpsc::Receiver<Message>,
     close: watch::Receiver<CloseReason>,
@@ -161,7 +161,7 @@ pub struct Writer {
 
 impl Writer {
     /// Runs until the queue closes or a close is requested.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         loop {
             let frame = tokio::select! {
                 biased;

@@ -11,7 +11,7 @@ use tether_core::{ErrorCode, ErrorInfo};
 use tungstenite::error::ProtocolError;
 
 /// Why the connection must be closed, or `None` if the peer vanished.
-pub fn classify(err: axum::Error) -> Option<ErrorInfo> {
+pub(super) fn classify(err: axum::Error) -> Option<ErrorInfo> {
     let inner = err.into_inner();
     let err = inner.downcast_ref::<tungstenite::Error>()?;
     match err {
