@@ -16,10 +16,12 @@ use std::sync::Arc;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Message, Serial, View};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::channel::EphemeralMessage;
 use crate::channel::{ChannelShared, ChannelState, Continuity, Event, SubscribeOptions};
 use crate::error::Error;
 use crate::presence::PresenceEvent;
-use crate::wire::{EphemeralMessage, Member, Outgoing, PresenceAction, ResumedAttachment};
+use crate::presence::{Member, PresenceAction};
+use tether_protocol::{ClientFrame, ResumedAttachment};
 
 /// Where a subscription's items go.
 #[derive(Debug)]
@@ -174,11 +176,11 @@ impl Attachments {
             .detaches
             .drain(..)
             .map(|channel| {
-                Outgoing::Detach {
-                    req: next_req(),
-                    channel: channel.as_str(),
+                ClientFrame::Detach {
+                    req: Some(next_req()),
+                    channel: channel.as_str().to_owned(),
                 }
-                .encode()
+                .to_json()
             })
             .collect();
         for (channel, attachment) in &mut self.map {
@@ -188,16 +190,16 @@ impl Attachments {
             let req = next_req();
             attachment.status = Status::Attaching(req);
             frames.push(
-                Outgoing::Attach {
-                    req,
-                    channel: channel.as_str(),
-                    from: attachment.resume_from,
+                ClientFrame::Attach {
+                    req: Some(req),
+                    channel: channel.as_str().to_owned(),
+                    from: attachment.resume_from.map(|serial| serial.to_string()),
                     // With a position the server uses it only if it cannot
                     // resume: how much current state to send after a loss.
                     rewind: attachment.rewind,
                     presence: attachment.presence,
                 }
-                .encode(),
+                .to_json(),
             );
         }
         frames
