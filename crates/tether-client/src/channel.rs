@@ -107,6 +107,18 @@ pub enum Event {
     /// into the view, never replayed, so one sent while this client was
     /// disconnected is not delivered.
     Ephemeral(EphemeralMessage),
+    /// The attach's catch-up is done: the rewind, or everything missed
+    /// since the position, came before this, and what follows is live. An
+    /// agent that reacts only to new events and catches up on history
+    /// once waits for it. Yielded only to subscriptions that asked for it
+    /// ([`SubscribeOptions::synced`]), after every attach of the channel:
+    /// also after a re-attach (a reconnect, a lost continuity), and at
+    /// once to a subscription joining an attachment already caught up.
+    Synced {
+        /// Where a re-attach would resume from ([`Channel::position`])
+        /// at this point.
+        position: Option<Serial>,
+    },
 }
 
 /// Where a new subscription starts, when it is the one that attaches the
@@ -119,6 +131,9 @@ pub struct SubscribeOptions {
     /// On a fresh attach, first deliver the current version of the last
     /// `rewind` messages (0-1000).
     pub rewind: Option<usize>,
+    /// Also yield [`Event::Synced`] on this subscription. Unlike `from`
+    /// and `rewind` this holds for this subscription whoever attached.
+    pub synced: bool,
 }
 
 impl SubscribeOptions {
@@ -131,6 +146,12 @@ impl SubscribeOptions {
     /// Replays the last `count` messages first.
     pub fn rewind(mut self, count: usize) -> SubscribeOptions {
         self.rewind = Some(count);
+        self
+    }
+
+    /// Yields [`Event::Synced`] when each attach has caught up.
+    pub fn synced(mut self) -> SubscribeOptions {
+        self.synced = true;
         self
     }
 }

@@ -46,10 +46,19 @@ enum Status {
     Attached,
 }
 
+/// One [`crate::Subscription`] of a channel.
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    events: mpsc::UnboundedSender<Event>,
+    /// Wants [`Event::Synced`].
+    synced: bool,
+}
+
 #[derive(Debug)]
 struct Attachment {
     shared: Arc<ChannelShared>,
-    subscribers: Vec<(u64, mpsc::UnboundedSender<Event>)>,
+    subscribers: Vec<Subscriber>,
     watchers: Vec<(u64, mpsc::UnboundedSender<PresenceEvent>)>,
     ready: Vec<oneshot::Sender<Result<Continuity, Error>>>,
     rewind: Option<usize>,
@@ -59,6 +68,8 @@ struct Attachment {
     /// The last exact position received: where a re-attach resumes.
     resume_from: Option<Serial>,
     status: Status,
+    /// The current attach has caught up (`synced` came).
+    caught_up: bool,
 }
 
 impl Attachment {
@@ -70,7 +81,14 @@ impl Attachment {
 
     fn fan_out(&mut self, event: Event) {
         self.subscribers
-            .retain(|(_, tx)| tx.send(event.clone()).is_ok());
+            .retain(|sub| sub.events.send(event.clone()).is_ok());
+    }
+
+    /// The catch-up is done: tell the subscriptions that asked.
+    fn fan_out_synced(&mut self) {
+        let position = self.resume_from;
+        self.subscribers
+            .retain(|sub| !sub.synced || sub.events.send(Event::Synced { position }).is_ok());
     }
 
     fn fan_out_presence(&mut self, events: Vec<PresenceEvent>) {
@@ -87,6 +105,7 @@ impl Attachment {
     /// Re-attach on the current connection (from the position).
     fn restart(&mut self) {
         self.status = Status::Pending;
+        self.caught_up = false;
         self.shared.presence().suspend();
         self.shared.state.send_replace(ChannelState::Attaching);
     }
@@ -124,10 +143,21 @@ impl Attachments {
                 presence: false,
                 resume_from: options.from,
                 status: Status::Pending,
+                caught_up: false,
             }
         });
         match sink {
-            Sink::Events(events) => attachment.subscribers.push((id, events)),
+            Sink::Events(events) => {
+                if options.synced && attachment.caught_up {
+                    let position = attachment.resume_from;
+                    let _ = events.send(Event::Synced { position });
+                }
+                attachment.subscribers.push(Subscriber {
+                    id,
+                    events,
+                    synced: options.synced,
+                });
+            }
             Sink::Presence(events) => {
                 attachment.watchers.push((id, events));
                 if !attachment.presence {
@@ -151,7 +181,7 @@ impl Attachments {
         let Some(attachment) = self.map.get_mut(channel) else {
             return;
         };
-        attachment.subscribers.retain(|(sub, _)| *sub != id);
+        attachment.subscribers.retain(|sub| sub.id != id);
         attachment.watchers.retain(|(sub, _)| *sub != id);
         if attachment.is_unwatched() {
             self.remove(channel, connected);
@@ -262,6 +292,7 @@ impl Attachments {
             return;
         }
         attachment.status = Status::Attached;
+        attachment.caught_up = false;
         // The sync that follows (if presence is delivered) replaces the set.
         attachment.shared.presence().suspend();
         if continuity == Continuity::Lost {
@@ -287,6 +318,8 @@ impl Attachments {
         if position.is_some() {
             attachment.set_position(position);
         }
+        attachment.caught_up = true;
+        attachment.fan_out_synced();
     }
 
     /// Folds an event and passes it on if it was new; a channel whose last
