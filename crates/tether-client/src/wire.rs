@@ -212,6 +212,31 @@ mod tests {
     }
 
     #[test]
+    fn protocol_members_and_ephemeral_messages_become_the_sdks() {
+        let frame = decode(
+            r#"{"type":"presence-sync","channel":"c","members":[{"client_id":"a","connection_id":"c_1","data":{"s":1},"timestamp":5}],"complete":true}"#,
+        );
+        let Ok(Some(ServerFrame::PresenceSync { mut members, .. })) = frame else {
+            panic!("not a sync: {frame:?}");
+        };
+        let member = crate::Member::from(members.remove(0));
+        assert_eq!(member.client_id.as_deref(), Some("a"));
+        assert_eq!(member.connection_id, "c_1");
+        assert_eq!((member.data, member.timestamp), (json!({"s": 1}), 5));
+        let frame = decode(
+            r#"{"type":"ephemeral","channel":"c","message":{"id":"e_1","name":"typing","data":true,"extras":{"k":1},"client_id":"alice","connection_id":"c_2","timestamp":7}}"#,
+        );
+        let Ok(Some(ServerFrame::Ephemeral { message, .. })) = frame else {
+            panic!("not ephemeral: {frame:?}");
+        };
+        let message = crate::EphemeralMessage::from(message);
+        assert_eq!(
+            serde_json::to_value(&message).expect("json"),
+            json!({"id":"e_1","name":"typing","data":true,"extras":{"k":1},"client_id":"alice","connection_id":"c_2","timestamp":7})
+        );
+    }
+
+    #[test]
     fn reads_the_connected_frame() {
         let connected = |authenticated: bool, key: &str| {
             let text =
