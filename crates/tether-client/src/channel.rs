@@ -1,12 +1,13 @@
 //! A channel handle: subscribing, publishing and mutating, the folded view,
 //! and REST reads scoped to the channel.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tether_core::{
     AppendOp, ChannelName, DeleteOp, ErrorInfo, Message, NewMessage, Operation, Serial, UpdateOp,
@@ -21,19 +22,53 @@ use crate::presence::{Presence, PresenceSet};
 pub use crate::reply::{AckFuture, DoneFuture};
 use crate::response::ResponseStream;
 use crate::rest::{HistoryPage, HistoryQuery};
-use crate::wire::EphemeralMessage;
 
-/// How the server honoured an attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Continuity {
-    /// A fresh attach: events from now on (after an optional rewind).
-    New,
-    /// Everything after the last position followed exactly.
-    Resumed,
-    /// The position could not be served (retention, a reset log): the view
-    /// was dropped and the current state follows.
-    Lost,
+/// How the server honoured an attach: the protocol's own type (there is
+/// nothing for the SDK to add to it).
+pub use tether_protocol::Continuity;
+
+/// A live-only message (typing indicators, "calling a tool" ticks): no
+/// serial, never stored, never replayed, so a subscriber that is
+/// disconnected when it is sent never sees it. The SDK's owned copy of
+/// [`tether_protocol::EphemeralMessage`], which borrows for the server's
+/// sake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EphemeralMessage {
+    /// The publisher's id, or one the server generated.
+    pub id: String,
+    /// The event type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The payload.
+    #[serde(default)]
+    pub data: Value,
+    /// Free-form object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<Map<String, Value>>,
+    /// The sender's identity, set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The sender's connection, set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// Server time, ms since the Unix epoch.
+    #[serde(default)]
+    pub timestamp: u64,
+}
+
+impl From<tether_protocol::EphemeralMessage<'_>> for EphemeralMessage {
+    fn from(message: tether_protocol::EphemeralMessage<'_>) -> EphemeralMessage {
+        EphemeralMessage {
+            id: message.id.into_owned(),
+            name: message.name.map(Cow::into_owned),
+            data: message.data.into_owned(),
+            extras: message.extras.map(Cow::into_owned),
+            client_id: message.client_id.map(Cow::into_owned),
+            connection_id: message.connection_id.map(Cow::into_owned),
+            timestamp: message.timestamp,
+        }
+    }
 }
 
 /// Where a channel's subscription stands.
@@ -72,6 +107,18 @@ pub enum Event {
     /// into the view, never replayed, so one sent while this client was
     /// disconnected is not delivered.
     Ephemeral(EphemeralMessage),
+    /// The attach's catch-up is done: the rewind, or everything missed
+    /// since the position, came before this, and what follows is live. An
+    /// agent that reacts only to new events and catches up on history
+    /// once waits for it. Yielded only to subscriptions that asked for it
+    /// ([`SubscribeOptions::synced`]), after every attach of the channel:
+    /// also after a re-attach (a reconnect, a lost continuity), and at
+    /// once to a subscription joining an attachment already caught up.
+    Synced {
+        /// Where a re-attach would resume from ([`Channel::position`])
+        /// at this point.
+        position: Option<Serial>,
+    },
 }
 
 /// Where a new subscription starts, when it is the one that attaches the
@@ -84,6 +131,9 @@ pub struct SubscribeOptions {
     /// On a fresh attach, first deliver the current version of the last
     /// `rewind` messages (0-1000).
     pub rewind: Option<usize>,
+    /// Also yield [`Event::Synced`] on this subscription. Unlike `from`
+    /// and `rewind` this holds for this subscription whoever attached.
+    pub synced: bool,
 }
 
 impl SubscribeOptions {
@@ -96,6 +146,12 @@ impl SubscribeOptions {
     /// Replays the last `count` messages first.
     pub fn rewind(mut self, count: usize) -> SubscribeOptions {
         self.rewind = Some(count);
+        self
+    }
+
+    /// Yields [`Event::Synced`] when each attach has caught up.
+    pub fn synced(mut self) -> SubscribeOptions {
+        self.synced = true;
         self
     }
 }

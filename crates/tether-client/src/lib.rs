@@ -41,7 +41,9 @@
 //! - `driver`: the task that owns the WebSocket: reconnect and backoff,
 //!   connection resume, re-attach, re-sends, token renewal, replies matched
 //!   to requests.
-//! - `wire`: the protocol frames; the only place that knows their JSON.
+//! - `wire`: the adapter to `tether-protocol`, which defines every frame
+//!   and body once (shared with the server): building frames from
+//!   requests, tolerant decoding, protocol types into the SDK's.
 //! - [`options`], [`error`], `endpoint` (one URL, two front doors),
 //!   `reply` (the futures of queued requests).
 //!
@@ -109,15 +111,15 @@ mod wire;
 
 pub use auth::AuthCallback;
 pub use channel::{
-    AckFuture, Channel, ChannelState, Continuity, DoneFuture, Event, SubscribeOptions, Subscription,
+    AckFuture, Channel, ChannelState, Continuity, DoneFuture, EphemeralMessage, Event,
+    SubscribeOptions, Subscription,
 };
 pub use client::{Client, ConnectionState};
 pub use error::Error;
 pub use options::ClientOptions;
-pub use presence::{Presence, PresenceEvent, PresenceSubscription};
+pub use presence::{Member, Presence, PresenceAction, PresenceEvent, PresenceSubscription};
 pub use response::ResponseStream;
 pub use rest::{Ack, ChannelInfo, Direction, HistoryPage, HistoryQuery, Rest};
 pub use tether_core::{
     Action, AppendOp, DeleteOp, ErrorCode, ErrorInfo, Message, NewMessage, Serial, UpdateOp, View,
 };
-pub use wire::{EphemeralMessage, Member, PresenceAction};

@@ -14,12 +14,14 @@
 //! enter), and after a connection that could not be resumed the driver
 //! enters again with the same data by itself.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::MutexGuard;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,7 +29,41 @@ use crate::channel::{Channel, SubscriptionGuard};
 use crate::driver::Sink;
 use crate::error::Error;
 use crate::reply::DoneFuture;
-use crate::wire::{Member, PresenceAction};
+
+/// What happened to a presence member, and (as a request) what to do:
+/// the protocol's own type.
+pub use tether_protocol::PresenceAction;
+
+/// One member of a channel's presence set: one connection of one client
+/// (a user on two devices is two members with the same `client_id`). The
+/// SDK's owned copy of [`tether_protocol::Member`], which borrows for the
+/// server's sake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Member {
+    /// The client's identity, from its credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The member's connection: what tells two members apart.
+    pub connection_id: String,
+    /// Free-form state, by convention `{"role": .., "status": ..}`.
+    #[serde(default)]
+    pub data: Value,
+    /// When it entered or last updated (ms since the Unix epoch).
+    #[serde(default)]
+    pub timestamp: u64,
+}
+
+impl From<tether_protocol::Member<'_>> for Member {
+    fn from(member: tether_protocol::Member<'_>) -> Member {
+        Member {
+            client_id: member.client_id.map(Cow::into_owned),
+            connection_id: member.connection_id.into_owned(),
+            data: member.data.into_owned(),
+            timestamp: member.timestamp,
+        }
+    }
+}
 
 /// One change of a channel's member set.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,9 @@ use crate::auth::Auth;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, root_cause};
 use crate::options::ClientOptions;
-use crate::wire::{ErrorBody, Member, MembersBody};
+use crate::presence::Member;
+use tether_protocol::ErrorBody;
+use tether_protocol::rest::{AckBody, Members, PublishBody, Versions};
 
 /// The acknowledgement of an applied operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +26,16 @@ pub struct Ack {
     /// The server already had this operation and stored nothing new: a
     /// repeated idempotent publish.
     pub duplicate: bool,
+}
+
+impl From<AckBody> for Ack {
+    fn from(ack: AckBody) -> Ack {
+        Ack {
+            serial: ack.serial,
+            version_serial: ack.version_serial,
+            duplicate: ack.duplicate,
+        }
+    }
 }
 
 /// Which way a history page goes.
@@ -116,9 +128,24 @@ pub struct ChannelInfo {
     pub position: Option<Serial>,
 }
 
-#[derive(Deserialize)]
-struct Versions {
-    versions: Vec<Message>,
+impl From<tether_protocol::rest::HistoryPage> for HistoryPage {
+    fn from(page: tether_protocol::rest::HistoryPage) -> HistoryPage {
+        HistoryPage {
+            messages: page.messages,
+            next: page.next.map(|cursor| cursor.to_string()),
+        }
+    }
+}
+
+impl From<tether_protocol::rest::ChannelInfo> for ChannelInfo {
+    fn from(info: tether_protocol::rest::ChannelInfo) -> ChannelInfo {
+        ChannelInfo {
+            channel: info.channel.as_str().to_owned(),
+            epoch: info.epoch,
+            first: info.first,
+            position: info.position,
+        }
+    }
 }
 
 /// A REST client for one server.
@@ -182,8 +209,10 @@ impl Rest {
         let url = self
             .endpoint
             .rest(&["channels", channel.as_str(), "messages"]);
-        self.send(self.http.get(url.clone()).query(query), url)
-            .await
+        let page: tether_protocol::rest::HistoryPage = self
+            .send(self.http.get(url.clone()).query(query), url)
+            .await?;
+        Ok(page.into())
     }
 
     /// The current version of one message.
@@ -215,7 +244,9 @@ impl Rest {
     pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, Error> {
         let channel = ChannelName::new(channel)?;
         let url = self.endpoint.rest(&["channels", channel.as_str()]);
-        self.send(self.http.get(url.clone()), url).await
+        let info: tether_protocol::rest::ChannelInfo =
+            self.send(self.http.get(url.clone()), url).await?;
+        Ok(info.into())
     }
 
     /// The members present on a channel right now (needs the
@@ -225,8 +256,8 @@ impl Rest {
         let url = self
             .endpoint
             .rest(&["channels", channel.as_str(), "presence"]);
-        let body: MembersBody = self.send(self.http.get(url.clone()), url).await?;
-        Ok(body.members)
+        let body: Members<'static> = self.send(self.http.get(url.clone()), url).await?;
+        Ok(body.members.into_iter().map(Member::from).collect())
     }
 
     /// Publishes one message over HTTP. For many messages, or streaming,
@@ -236,8 +267,11 @@ impl Rest {
         let url = self
             .endpoint
             .rest(&["channels", channel.as_str(), "messages"]);
-        self.send(self.http.post(url.clone()).json(message), url)
-            .await
+        let body = PublishBody::One(message.clone());
+        let ack: AckBody = self
+            .send(self.http.post(url.clone()).json(&body), url)
+            .await?;
+        Ok(ack.into())
     }
 
     /// Sends with the credential; a token the server says expired is

@@ -23,8 +23,9 @@ pub struct Member<'a> {
     pub timestamp: u64,
 }
 
-/// What happened to a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What happened to a member. `Hash` so clients can key on it (the Rust
+/// SDK re-exports this type as its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceAction {
     /// Joined the channel.

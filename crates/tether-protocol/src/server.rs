@@ -245,8 +245,9 @@ impl ServerFrame<'_> {
     }
 }
 
-/// How an attach honoured the requested position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How an attach honoured the requested position. `Hash` so clients can
+/// key on it (the Rust SDK re-exports this type as its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Continuity {
     /// No position was given.

@@ -426,3 +426,59 @@ async fn appends_are_paced_to_the_announced_rate_limit() {
     let stored = channel.message(serial).await.expect("stored");
     assert_eq!(stored.data, Value::String(expected));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_marks_the_end_of_the_catch_up_for_subscriptions_that_ask() {
+    let harness = Harness::start().await;
+    let client = Client::connect(&harness.url(), ClientOptions::default())
+        .await
+        .expect("connects");
+    let channel = client.channel("synced:1").expect("channel");
+    for word in ["a", "b", "c"] {
+        channel.publish(text(word)).await.expect("published");
+    }
+    let mut events = channel
+        .subscribe_with(SubscribeOptions::default().rewind(2).synced())
+        .await
+        .expect("subscribed");
+    let mut caught_up = Vec::new();
+    let position = loop {
+        match within("catch-up", events.next()).await.expect("open") {
+            Event::Message(message) => caught_up.push(message.data),
+            Event::Synced { position } => break position,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(
+        caught_up,
+        [json!("b"), json!("c")],
+        "the rewind, then synced"
+    );
+    assert!(position.is_some(), "a quiet channel still has a position");
+    assert_eq!(position, channel.position());
+
+    // A later subscription that asks is told at once; one that does not
+    // ask never sees it.
+    let mut late = channel
+        .subscribe_with(SubscribeOptions::default().synced())
+        .await
+        .expect("subscribed");
+    assert!(matches!(
+        within("late synced", late.next()).await,
+        Some(Event::Synced { .. })
+    ));
+    let mut plain = channel.subscribe().await.expect("subscribed");
+    channel.publish(text("d")).await.expect("published");
+    for events in [&mut events, &mut late, &mut plain] {
+        let event = within("live event", events.next()).await.expect("open");
+        assert!(
+            matches!(&event, Event::Message(m) if m.data == json!("d")),
+            "{event:?}"
+        );
+    }
+
+    // After a reconnect the re-attach catches up again.
+    client.reconnect();
+    let event = within("synced again", events.next()).await.expect("open");
+    assert!(matches!(event, Event::Synced { .. }), "{event:?}");
+}

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use tether_core::{ChannelName, ErrorCode, ErrorInfo, Message, Serial, View};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::channel::EphemeralMessage;
 use crate::channel::{ChannelShared, ChannelState, Continuity, Event, SubscribeOptions};
 use crate::error::Error;
 use crate::presence::PresenceEvent;
-use crate::wire::{EphemeralMessage, Member, Outgoing, PresenceAction, ResumedAttachment};
+use crate::presence::{Member, PresenceAction};
+use tether_protocol::{ClientFrame, ResumedAttachment};
 
 /// Where a subscription's items go.
 #[derive(Debug)]
@@ -44,10 +46,19 @@ enum Status {
     Attached,
 }
 
+/// One [`crate::Subscription`] of a channel.
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    events: mpsc::UnboundedSender<Event>,
+    /// Wants [`Event::Synced`].
+    synced: bool,
+}
+
 #[derive(Debug)]
 struct Attachment {
     shared: Arc<ChannelShared>,
-    subscribers: Vec<(u64, mpsc::UnboundedSender<Event>)>,
+    subscribers: Vec<Subscriber>,
     watchers: Vec<(u64, mpsc::UnboundedSender<PresenceEvent>)>,
     ready: Vec<oneshot::Sender<Result<Continuity, Error>>>,
     rewind: Option<usize>,
@@ -57,6 +68,8 @@ struct Attachment {
     /// The last exact position received: where a re-attach resumes.
     resume_from: Option<Serial>,
     status: Status,
+    /// The current attach has caught up (`synced` came).
+    caught_up: bool,
 }
 
 impl Attachment {
@@ -68,7 +81,14 @@ impl Attachment {
 
     fn fan_out(&mut self, event: Event) {
         self.subscribers
-            .retain(|(_, tx)| tx.send(event.clone()).is_ok());
+            .retain(|sub| sub.events.send(event.clone()).is_ok());
+    }
+
+    /// The catch-up is done: tell the subscriptions that asked.
+    fn fan_out_synced(&mut self) {
+        let position = self.resume_from;
+        self.subscribers
+            .retain(|sub| !sub.synced || sub.events.send(Event::Synced { position }).is_ok());
     }
 
     fn fan_out_presence(&mut self, events: Vec<PresenceEvent>) {
@@ -85,6 +105,7 @@ impl Attachment {
     /// Re-attach on the current connection (from the position).
     fn restart(&mut self) {
         self.status = Status::Pending;
+        self.caught_up = false;
         self.shared.presence().suspend();
         self.shared.state.send_replace(ChannelState::Attaching);
     }
@@ -122,10 +143,21 @@ impl Attachments {
                 presence: false,
                 resume_from: options.from,
                 status: Status::Pending,
+                caught_up: false,
             }
         });
         match sink {
-            Sink::Events(events) => attachment.subscribers.push((id, events)),
+            Sink::Events(events) => {
+                if options.synced && attachment.caught_up {
+                    let position = attachment.resume_from;
+                    let _ = events.send(Event::Synced { position });
+                }
+                attachment.subscribers.push(Subscriber {
+                    id,
+                    events,
+                    synced: options.synced,
+                });
+            }
             Sink::Presence(events) => {
                 attachment.watchers.push((id, events));
                 if !attachment.presence {
@@ -149,7 +181,7 @@ impl Attachments {
         let Some(attachment) = self.map.get_mut(channel) else {
             return;
         };
-        attachment.subscribers.retain(|(sub, _)| *sub != id);
+        attachment.subscribers.retain(|sub| sub.id != id);
         attachment.watchers.retain(|(sub, _)| *sub != id);
         if attachment.is_unwatched() {
             self.remove(channel, connected);
@@ -174,11 +206,11 @@ impl Attachments {
             .detaches
             .drain(..)
             .map(|channel| {
-                Outgoing::Detach {
-                    req: next_req(),
-                    channel: channel.as_str(),
+                ClientFrame::Detach {
+                    req: Some(next_req()),
+                    channel: channel.as_str().to_owned(),
                 }
-                .encode()
+                .to_json()
             })
             .collect();
         for (channel, attachment) in &mut self.map {
@@ -188,16 +220,16 @@ impl Attachments {
             let req = next_req();
             attachment.status = Status::Attaching(req);
             frames.push(
-                Outgoing::Attach {
-                    req,
-                    channel: channel.as_str(),
-                    from: attachment.resume_from,
+                ClientFrame::Attach {
+                    req: Some(req),
+                    channel: channel.as_str().to_owned(),
+                    from: attachment.resume_from.map(|serial| serial.to_string()),
                     // With a position the server uses it only if it cannot
                     // resume: how much current state to send after a loss.
                     rewind: attachment.rewind,
                     presence: attachment.presence,
                 }
-                .encode(),
+                .to_json(),
             );
         }
         frames
@@ -260,6 +292,7 @@ impl Attachments {
             return;
         }
         attachment.status = Status::Attached;
+        attachment.caught_up = false;
         // The sync that follows (if presence is delivered) replaces the set.
         attachment.shared.presence().suspend();
         if continuity == Continuity::Lost {
@@ -285,6 +318,8 @@ impl Attachments {
         if position.is_some() {
             attachment.set_position(position);
         }
+        attachment.caught_up = true;
+        attachment.fan_out_synced();
     }
 
     /// Folds an event and passes it on if it was new; a channel whose last

@@ -9,7 +9,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use super::Ws;
 use crate::client::Shared;
 use crate::error::{Error, root_cause};
-use crate::wire::{ErrorBody, Hello, Incoming};
+use crate::wire::{self, Hello, Opening};
+use tether_protocol::ErrorBody;
 
 /// Opens one connection and waits for its `connected` frame. The token is
 /// renewed first if it is refused or about to expire (and a callback is
@@ -45,21 +46,18 @@ async fn open_once(shared: &Shared) -> Result<(Ws, Hello), Error> {
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(text))) => {
-                    return match Incoming::decode(&text) {
+                    let opening = wire::decode(&text).ok().flatten().map(Opening::of);
+                    return match opening {
                         // This SDK sends its credential with the upgrade,
                         // so a server still waiting for one needs one we
                         // do not have.
-                        Ok(Incoming::Connected(hello)) if hello.authenticated == Some(false) => {
-                            Err(Error::Server(ErrorInfo::new(
-                                ErrorCode::Unauthorized,
-                                "the server requires a credential: set a token, an auth callback or an API key",
-                            )))
-                        }
-                        Ok(Incoming::Connected(hello)) => Ok((ws, hello)),
-                        Ok(Incoming::Error { code, message, .. }) => {
-                            Err(Error::Server(ErrorInfo { code, message }))
-                        }
-                        _ => Err(Error::Protocol(
+                        Some(Opening::NeedsCredential) => Err(Error::Server(ErrorInfo::new(
+                            ErrorCode::Unauthorized,
+                            "the server requires a credential: set a token, an auth callback or an API key",
+                        ))),
+                        Some(Opening::Ready(hello)) => Ok((ws, hello)),
+                        Some(Opening::Refused(info)) => Err(Error::Server(info)),
+                        Some(Opening::Unexpected) | None => Err(Error::Protocol(
                             "the server did not start with a connected frame".into(),
                         )),
                     };

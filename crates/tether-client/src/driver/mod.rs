@@ -18,6 +18,7 @@
 //! queues. Reading the socket is what keeps the server from deciding we
 //! are too slow.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,8 +36,10 @@ use crate::channel::{ChannelShared, Continuity, SubscribeOptions};
 use crate::client::{ConnectionState, Shared};
 use crate::error::{Error, root_cause};
 use crate::options::{Backoff, STABLE_AFTER};
+use crate::presence::{Member, PresenceAction};
 use crate::rest::Ack;
-use crate::wire::{Hello, Incoming, Outgoing, PresenceAction};
+use crate::wire::{self, Hello};
+use tether_protocol::{ClientFrame, ServerFrame};
 
 mod attachments;
 mod connect;
@@ -57,7 +60,7 @@ use resume::Resumable;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Used when the server does not announce its intervals.
+/// Used when the server announces an interval of zero.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const DEFAULT_IDLE: Duration = Duration::from_secs(45);
 /// Commands handled before the socket is flushed, so a burst of pipelined
@@ -65,6 +68,16 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(45);
 const COMMAND_BATCH: usize = 512;
 /// How long a deliberate close waits for the server to finish reading.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// An interval the server announced in milliseconds; `fallback` for a
+/// zero, which would make the heartbeat ticker spin.
+fn interval_or(ms: u64, fallback: Duration) -> Duration {
+    if ms == 0 {
+        fallback
+    } else {
+        Duration::from_millis(ms)
+    }
+}
 
 /// What handles ask of the driver.
 #[derive(Debug)]
@@ -163,7 +176,7 @@ impl Driver {
             connected: false,
             attempts: 0,
             server_error: None,
-            pace: Pace::new(Default::default()),
+            pace: Pace::default(),
             paced: false,
             resumable: None,
             entered: HashMap::new(),
@@ -320,7 +333,7 @@ impl Driver {
     async fn session(&mut self, mut ws: Ws, hello: Hello) -> End {
         self.connected = true;
         self.server_error = None;
-        self.pace = Pace::new(hello.limits);
+        self.pace = Pace::announced(&hello.limits);
         self.paced = false;
         let connection_id = match self.handshake(&mut ws, &hello).await {
             Ok(id) => id,
@@ -328,12 +341,8 @@ impl Driver {
         };
         self.set_state(ConnectionState::Connected { connection_id });
         self.renewal.schedule(&self.shared.auth);
-        let heartbeat = hello
-            .heartbeat_ms
-            .map_or(DEFAULT_HEARTBEAT, Duration::from_millis);
-        let idle = hello
-            .idle_timeout_ms
-            .map_or(DEFAULT_IDLE, Duration::from_millis);
+        let heartbeat = interval_or(hello.heartbeat_ms, DEFAULT_HEARTBEAT);
+        let idle = interval_or(hello.idle_timeout_ms, DEFAULT_IDLE);
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut last_inbound = Instant::now();
@@ -362,7 +371,13 @@ impl Driver {
                 token = self.renewal.next(&self.shared.auth) => {
                     let req = self.req();
                     self.renewal.sent(req);
-                    let frame = Outgoing::Auth { req, token: &token }.encode();
+                    let frame = ClientFrame::Auth {
+                        req: Some(req),
+                        token: Some(token),
+                        key: None,
+                        client_id: None,
+                    }
+                    .to_json();
                     if let Err(err) = ws.send(WsMessage::text(frame)).await {
                         return End::Lost(root_cause(&err));
                     }
@@ -439,22 +454,26 @@ impl Driver {
 
     /// Handles one frame; `Some` ends the connection.
     fn on_frame(&mut self, text: &str) -> Option<End> {
-        let frame = match Incoming::decode(text) {
-            Ok(frame) => frame,
+        let frame = match wire::decode(text) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                tracing::debug!("frame of a type this SDK does not know; ignored");
+                return None;
+            }
             Err(err) => {
                 tracing::error!(%err, "undecodable frame from the server; ignored");
                 return None;
             }
         };
         match frame {
-            Incoming::Message {
+            ServerFrame::Message {
                 channel,
                 position,
                 message,
             } => self
                 .channels
-                .on_message(&channel, position, *message, self.connected),
-            Incoming::Ack {
+                .on_message(&channel, position, message.into_owned(), self.connected),
+            ServerFrame::Ack {
                 req: Some(req),
                 serial,
                 version_serial,
@@ -467,46 +486,59 @@ impl Driver {
                     duplicate,
                 },
             ),
-            Incoming::Attached {
+            ServerFrame::Attached {
                 req,
                 channel,
                 continuity,
                 error,
-            } => self.channels.on_attached(req, &channel, continuity, error),
-            Incoming::Synced { channel, position } => self.channels.on_synced(&channel, position),
-            Incoming::Error {
+            } => self
+                .channels
+                .on_attached(req, &channel, continuity, error.map(Cow::into_owned)),
+            ServerFrame::Synced { channel, position } => {
+                self.channels.on_synced(&channel, position);
+            }
+            ServerFrame::Error {
                 req,
                 channel,
                 code,
                 message,
-            } => return self.on_error(req, channel, ErrorInfo { code, message }),
-            Incoming::Ok { req: Some(req) } => self.ops.done(req),
-            Incoming::Authorized {
+            } => {
+                let info = ErrorInfo {
+                    code,
+                    message: message.into_owned(),
+                };
+                return self.on_error(req, channel.map(Cow::into_owned), info);
+            }
+            ServerFrame::Ok { req: Some(req) } => self.ops.done(req),
+            ServerFrame::Authorized {
                 req: Some(req),
                 expires_at,
+                ..
             } => self.renewal.authorized(req, expires_at, &self.shared.auth),
-            Incoming::PresenceSync {
+            ServerFrame::PresenceSync {
                 channel,
                 members,
                 complete,
-            } => self.channels.on_presence_sync(&channel, members, complete),
-            Incoming::Presence {
+            } => {
+                let members = members.into_iter().map(Member::from).collect();
+                self.channels.on_presence_sync(&channel, members, complete);
+            }
+            ServerFrame::Presence {
                 channel,
                 action,
                 member,
-            } => self.channels.on_presence(&channel, action, member),
-            Incoming::Ephemeral { channel, message } => {
-                self.channels.on_ephemeral(&channel, message);
+            } => self.channels.on_presence(&channel, action, member.into()),
+            ServerFrame::Ephemeral { channel, message } => {
+                self.channels.on_ephemeral(&channel, message.into());
             }
-            Incoming::Connected(_)
-            | Incoming::Ack { req: None, .. }
-            | Incoming::Ok { req: None }
-            | Incoming::Authorized { req: None, .. }
-            | Incoming::Resumed { .. }
-            | Incoming::Detached { .. }
-            | Incoming::Pong {}
-            | Incoming::Heartbeat
-            | Incoming::Unknown => {}
+            ServerFrame::Connected { .. }
+            | ServerFrame::Ack { req: None, .. }
+            | ServerFrame::Ok { req: None }
+            | ServerFrame::Authorized { req: None, .. }
+            | ServerFrame::Resumed { .. }
+            | ServerFrame::Detached { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Heartbeat => {}
         }
         None
     }

@@ -29,9 +29,11 @@ use tether_core::{ChannelName, NewMessage, Operation};
 
 use super::Slot;
 use crate::error::Error;
+use crate::presence::PresenceAction;
 use crate::reply::Replier;
 use crate::rest::Ack;
-use crate::wire::{Outgoing, PresenceAction};
+use crate::wire;
+use tether_protocol::ClientFrame;
 
 /// Most requests in flight on one connection. The server remembers the
 /// outcomes of the last 8,192 sequenced operations of a connection; more
@@ -86,24 +88,23 @@ impl PendingOp {
 
     fn frame(&self, req: u64) -> String {
         let channel = self.channel.as_str();
-        match &self.request {
-            Request::Mutation(op) => Outgoing::operation(req, self.seq, channel, op).encode(),
-            Request::Ephemeral(message) => Outgoing::Publish {
-                req,
+        let frame = match &self.request {
+            Request::Mutation(op) => wire::operation(req, self.seq, channel, op),
+            Request::Ephemeral(message) => ClientFrame::Publish {
+                req: Some(req),
                 seq: None,
-                channel,
-                message,
+                channel: channel.to_owned(),
+                message: message.clone(),
                 ephemeral: true,
-            }
-            .encode(),
-            Request::Presence { action, data } => Outgoing::Presence {
-                req,
-                channel,
-                action: *action,
-                data,
-            }
-            .encode(),
-        }
+            },
+            Request::Presence { action, data } => ClientFrame::Presence {
+                req: Some(req),
+                channel: channel.to_owned(),
+                action: wire::verb(*action),
+                data: data.clone(),
+            },
+        };
+        frame.to_json()
     }
 
     /// What a fresh connection does with it when it is in doubt: `None`

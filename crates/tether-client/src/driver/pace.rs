@@ -6,16 +6,16 @@
 //! after it still land, so the driver holds operations back instead of
 //! having them refused. It runs the same bucket as the server
 //! (`tether_core::rate`), with the rate and burst the server announces in
-//! `connected.limits` (or the server's defaults when it announces none),
+//! `connected.limits` (the server's defaults before the first `connected`),
 //! a little below the burst to absorb network jitter.
 
 use std::time::{Duration, Instant};
 
 use tether_core::rate::TokenBucket;
 
-use crate::wire::Limits;
+use tether_protocol::AnnouncedLimits;
 
-/// The server's defaults, used when it does not announce its limits.
+/// The server's defaults, used until a connection announces its limits.
 const DEFAULT_RATE: u32 = 500;
 const DEFAULT_BURST: u32 = 2000;
 
@@ -28,10 +28,21 @@ pub(crate) struct Pace {
     token_time: Duration,
 }
 
+impl Default for Pace {
+    /// Before the first `connected` frame: the server's defaults.
+    fn default() -> Pace {
+        Pace::new(DEFAULT_RATE, DEFAULT_BURST)
+    }
+}
+
 impl Pace {
-    pub(crate) fn new(limits: Limits) -> Pace {
-        let rate = limits.publish_rate_per_sec.unwrap_or(DEFAULT_RATE).max(1);
-        let burst = limits.publish_burst.unwrap_or(DEFAULT_BURST).max(1);
+    /// The pace the server announced for this connection.
+    pub(crate) fn announced(limits: &AnnouncedLimits) -> Pace {
+        Pace::new(limits.publish_rate_per_sec, limits.publish_burst)
+    }
+
+    fn new(rate: u32, burst: u32) -> Pace {
+        let (rate, burst) = (rate.max(1), burst.max(1));
         let margin = burst / 10;
         Pace {
             bucket: TokenBucket::new(rate, (burst - margin).max(1), 0),
@@ -58,9 +69,12 @@ mod tests {
 
     #[test]
     fn allows_the_burst_less_a_margin_then_waits() {
-        let mut pace = Pace::new(Limits {
-            publish_rate_per_sec: Some(10),
-            publish_burst: Some(20),
+        let mut pace = Pace::announced(&AnnouncedLimits {
+            max_frame_bytes: 1,
+            max_message_bytes: 1,
+            max_channels: 1,
+            publish_rate_per_sec: 10,
+            publish_burst: 20,
         });
         let taken = (0..30).filter(|_| pace.try_take()).count();
         assert!((18..=19).contains(&taken), "{taken}");
@@ -69,7 +83,7 @@ mod tests {
 
     #[test]
     fn defaults_to_the_server_defaults() {
-        let mut pace = Pace::new(Limits::default());
+        let mut pace = Pace::default();
         let taken = (0..5000).filter(|_| pace.try_take()).count();
         // 1800 at once, and maybe a few more if the loop took milliseconds.
         assert!((1800..1850).contains(&taken), "{taken}");

@@ -19,8 +19,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use super::ops::{PendingOp, Request};
 use super::{Driver, End, Ws, close_code, close_reason};
 use crate::error::root_cause;
+use crate::presence::PresenceAction;
 use crate::reply::Replier;
-use crate::wire::{Hello, Incoming, Outgoing, PresenceAction, ResumedAttachment};
+use crate::wire::{self, Hello};
+use tether_protocol::{ClientFrame, ResumedAttachment, ServerFrame};
 
 /// What it takes to resume a connection.
 #[derive(Debug, Clone)]
@@ -38,7 +40,7 @@ impl Resumable {
         Some(Resumable {
             connection_id: hello.connection_id.clone(),
             resume_key: hello.resume_key.clone()?,
-            ttl: Duration::from_millis(hello.resume_ttl_ms.unwrap_or(0)),
+            ttl: Duration::from_millis(hello.resume_ttl_ms),
             dropped_at: None,
         })
     }
@@ -76,7 +78,7 @@ impl Driver {
                 self.resumable = Some(Resumable {
                     connection_id: resumed.connection_id.clone(),
                     resume_key: resumed.resume_key,
-                    ttl: Duration::from_millis(hello.resume_ttl_ms.unwrap_or(0)),
+                    ttl: Duration::from_millis(hello.resume_ttl_ms),
                     dropped_at: None,
                 });
                 self.channels.resumed(&resumed.attachments);
@@ -100,13 +102,13 @@ impl Driver {
         previous: &Resumable,
     ) -> Result<Result<Resumed, String>, End> {
         let req = self.req();
-        let frame = Outgoing::Resume {
-            req,
-            connection_id: &previous.connection_id,
-            resume_key: &previous.resume_key,
-            positions: self.channels.positions(),
+        let frame = ClientFrame::Resume {
+            req: Some(req),
+            connection_id: previous.connection_id.clone(),
+            resume_key: previous.resume_key.clone(),
+            positions: wire::positions(self.channels.positions()),
         }
-        .encode();
+        .to_json();
         ws.send(WsMessage::text(frame))
             .await
             .map_err(|e| End::Lost(root_cause(&e)))?;
@@ -125,8 +127,8 @@ impl Driver {
                 Some(Err(e)) => return Err(End::Lost(root_cause(&e))),
                 None => return Err(End::Lost("the connection was closed".into())),
             };
-            let frame = match Incoming::decode(&text) {
-                Ok(frame) if frame.req() == Some(req) => frame,
+            let frame = match wire::decode(&text) {
+                Ok(Some(frame)) if frame.req() == Some(req) => frame,
                 Ok(other) => {
                     tracing::debug!(?other, "frame before the reply to resume; ignored");
                     continue;
@@ -137,17 +139,17 @@ impl Driver {
                 }
             };
             return Ok(match frame {
-                Incoming::Resumed {
+                ServerFrame::Resumed {
                     connection_id,
                     resume_key,
                     attachments,
                     ..
                 } => Ok(Resumed {
-                    connection_id,
-                    resume_key,
+                    connection_id: connection_id.into_owned(),
+                    resume_key: resume_key.into_owned(),
                     attachments,
                 }),
-                Incoming::Error { code, message, .. } => {
+                ServerFrame::Error { code, message, .. } => {
                     tracing::debug!(code, %message, "resume refused; carrying on as a new connection");
                     Err(format!("error {code}: {message}"))
                 }

@@ -12,19 +12,23 @@
 //!   the agent stop any answer, go `handed-off` and stay silent until the
 //!   `release`.
 //!
-//! The agent is an ordinary WebSocket client ([`Link`]). It folds the
-//! channel into a [`View`] and only reacts to what happens after its attach
-//! caught up, apart from one catch-up rule: a recent prompt that nobody
-//! answered (sent before the agent was attached) is answered.
+//! The agent is an ordinary client on the Rust SDK (`tether_client`),
+//! which reconnects and resumes by itself. It folds the channel into a
+//! [`View`] and only reacts to what happens after its attach caught up
+//! ([`Event::Synced`]), apart from one catch-up rule: a recent prompt that
+//! nobody answered (sent before the agent was attached) is answered.
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
+use tether_client::{Channel, Event, NewMessage, Serial, SubscribeOptions};
 use tether_core::fold::ended;
 use tether_core::{Action, Message, View};
+use tether_protocol::ErrorBody;
+use tether_protocol::llm::{ChatMessage, JobStarted, StartRequest};
 
-use super::Ctx;
-use super::link::{Incoming, Link, LinkError};
+use super::{Ctx, object};
 
 /// The agent's identity on the wire.
 pub const AGENT_ID: &str = "assistant";
@@ -36,80 +40,86 @@ const ANSWER_WITHIN_MS: u64 = 120_000;
 const CONTEXT_TURNS: usize = 20;
 const SYSTEM_PROMPT: &str = "You are the assistant of the Tether demo. Answer briefly and plainly.";
 
-/// Watches `channel` and answers its prompts, reconnecting if the
-/// connection drops, until the task is aborted.
+/// Watches `channel` and answers its prompts until the task is aborted.
+/// The SDK rides out dropped connections; a client that cannot connect
+/// at all, or whose subscription ends, is replaced after a second.
 pub async fn run(ctx: Ctx, channel: String) {
     let mut agent = ChatAgent {
         ctx,
-        channel,
+        name: channel,
         view: View::new(),
         position: None,
         live: false,
-        link: None,
+        channel: None,
         status: "idle",
         handed_off: false,
         current: None,
     };
     loop {
         if let Err(err) = agent.session().await {
-            tracing::debug!(channel = %agent.channel, error = %err, "chat agent: reconnecting");
+            tracing::debug!(channel = %agent.name, error = %err, "chat agent: reconnecting");
         }
-        agent.link = None;
+        agent.channel = None;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 struct ChatAgent {
     ctx: Ctx,
-    channel: String,
+    /// The conversation's channel name.
+    name: String,
     view: View,
-    position: Option<String>,
+    /// Where a new client continues the conversation, exactly.
+    position: Option<Serial>,
     /// The first attach caught up: events are now reacted to.
     live: bool,
-    link: Option<Link>,
+    channel: Option<Channel>,
     status: &'static str,
     handed_off: bool,
     /// The response being streamed for the latest prompt.
-    current: Option<String>,
+    current: Option<Serial>,
 }
 
 impl ChatAgent {
-    async fn session(&mut self) -> Result<(), LinkError> {
-        let (link, mut events) = Link::connect(&self.ctx.url, &self.ctx.key, AGENT_ID).await?;
-        link.attach(&self.channel, self.position.as_deref(), REWIND)
-            .wait()
-            .await?;
-        link.presence(&self.channel, self.presence_data())
-            .wait()
-            .await?;
-        self.link = Some(link);
-        while let Some(event) = events.recv().await {
+    async fn session(&mut self) -> Result<(), tether_client::Error> {
+        let client = self.ctx.connect(AGENT_ID).await?;
+        let channel = client.channel(&self.name)?;
+        let mut options = SubscribeOptions::default().rewind(REWIND).synced();
+        if let Some(position) = self.position {
+            options = options.from(position);
+        }
+        let mut events = channel.subscribe_with(options).await?;
+        channel.presence().enter(self.presence_data()).await?;
+        self.channel = Some(channel.clone());
+        while let Some(event) = events.next().await {
             match event {
-                Incoming::Message {
-                    message, position, ..
-                } => {
-                    if let Some(position) = position {
-                        self.position = Some(position);
-                    }
-                    if self.view.apply(&message) && self.live {
+                Event::Message(message) => {
+                    // Repeats and fragments of unknown messages change
+                    // nothing and are not reacted to.
+                    let changed = self.view.apply(&message);
+                    if changed && self.live {
                         self.on_event(&message).await;
                     }
                 }
-                Incoming::Synced { position, .. } => {
-                    if let Some(position) = position {
-                        self.position = Some(position);
-                    }
+                Event::Synced { position } => {
+                    self.position = position.or(self.position);
                     if !self.live {
                         self.live = true;
                         self.catch_up().await;
                     }
                 }
+                Event::ContinuityLost(_) => {
+                    // Current state follows: rebuild the view from it and
+                    // catch up again, as after the first attach.
+                    self.view = View::new();
+                    self.live = false;
+                }
+                _ => {}
             }
         }
-        Err(LinkError {
-            code: 0,
-            message: "connection closed".into(),
-        })
+        self.position = channel.position().or(self.position);
+        client.close().await;
+        Err(tether_client::Error::Closed)
     }
 
     fn presence_data(&self) -> Value {
@@ -121,18 +131,17 @@ impl ChatAgent {
             return;
         }
         self.status = status;
-        if let Some(link) = &self.link {
-            // Not awaited: presence is re-entered with the latest data on
-            // reconnect anyway.
-            drop(link.presence(&self.channel, self.presence_data()));
+        if let Some(channel) = &self.channel {
+            // Not awaited: the SDK sends it in order, and enters again
+            // with the latest data after a connection it could not resume.
+            drop(channel.presence().enter(self.presence_data()));
         }
     }
 
     async fn on_event(&mut self, event: &Message) {
-        let serial = event.serial.to_string();
         match (event.name.as_deref(), event.action) {
             (Some("prompt"), Action::Create) if event.client_id.as_deref() != Some(AGENT_ID) => {
-                self.answer(&serial).await;
+                self.answer(event.serial).await;
             }
             (Some("handoff"), Action::Create) => match handoff_action(event) {
                 Some("claim") => {
@@ -149,7 +158,7 @@ impl ChatAgent {
             _ => {}
         }
         // Follow the current response: first token, then its end.
-        if self.current.as_deref() == Some(serial.as_str()) {
+        if self.current == Some(event.serial) {
             let ended = self
                 .view
                 .get(event.serial)
@@ -176,15 +185,16 @@ impl ChatAgent {
             .filter_map(handoff_action)
             .last()
             == Some("claim");
-        let orphans: Vec<String> = self
+        let orphans: Vec<Serial> = self
             .view
             .messages()
             .filter(|m| m.client_id.as_deref() == Some(AGENT_ID) && is_streaming(m))
-            .map(|m| m.serial.to_string())
+            .map(|m| m.serial)
+            .filter(|serial| self.current != Some(*serial))
             .collect();
-        if let Some(link) = &self.link {
+        if let Some(channel) = &self.channel {
             for serial in orphans {
-                drop(link.cancel(&self.channel, &serial));
+                drop(channel.request_cancel(serial));
             }
         }
         self.set_status(if self.handed_off {
@@ -200,28 +210,28 @@ impl ChatAgent {
             .messages()
             .filter(|m| m.name.as_deref() == Some("prompt") && !m.data.is_null())
             .last()
-            .map(|m| (m.serial.to_string(), m.timestamp));
+            .map(|m| (m.serial, m.timestamp));
         let Some((prompt, timestamp)) = last_prompt else {
             return;
         };
         let answered = self
             .view
             .messages()
-            .any(|m| prompt_of(m) == Some(prompt.as_str()));
+            .any(|m| prompt_of(m) == Some(prompt.to_string().as_str()));
         if !answered && now_ms().saturating_sub(timestamp) < ANSWER_WITHIN_MS {
-            self.answer(&prompt).await;
+            self.answer(prompt).await;
         }
     }
 
     /// Asks for the current response to stop (the server marks it
     /// `cancelled` and the bridge stops).
     fn stop_current(&mut self) {
-        if let (Some(current), Some(link)) = (self.current.take(), &self.link) {
-            drop(link.cancel(&self.channel, &current));
+        if let (Some(current), Some(channel)) = (self.current.take(), &self.channel) {
+            drop(channel.request_cancel(current));
         }
     }
 
-    async fn answer(&mut self, prompt: &str) {
+    async fn answer(&mut self, prompt: Serial) {
         if self.handed_off {
             return;
         }
@@ -234,16 +244,16 @@ impl ChatAgent {
                 self.current = Some(serial);
             }
             Err(err) => {
-                tracing::warn!(channel = %self.channel, error = %err, "chat agent: the LLM bridge refused the job");
-                if let Some(link) = &self.link {
-                    drop(link.publish(
-                        &self.channel,
-                        json!({
-                            "name": "response",
-                            "data": format!("Sorry, I cannot answer right now: {err}"),
-                            "extras": {"role": "assistant", "stream": "error", "prompt": prompt},
-                        }),
-                    ));
+                tracing::warn!(channel = %self.name, error = %err, "chat agent: the LLM bridge refused the job");
+                if let Some(channel) = &self.channel {
+                    drop(channel.publish(NewMessage {
+                        name: Some("response".into()),
+                        data: format!("Sorry, I cannot answer right now: {err}").into(),
+                        extras: object(json!({
+                            "role": "assistant", "stream": "error", "prompt": prompt.to_string(),
+                        })),
+                        ..NewMessage::default()
+                    }));
                 }
                 self.set_status("idle");
             }
@@ -251,9 +261,14 @@ impl ChatAgent {
     }
 
     /// `POST /channels/{channel}/llm` with the conversation so far.
-    async fn start_job(&self, prompt: &str) -> Result<String, String> {
-        let mut messages = vec![json!({"role": "system", "content": SYSTEM_PROMPT})];
-        let turns: Vec<Value> = self
+    async fn start_job(&self, prompt: Serial) -> Result<Serial, String> {
+        let chat = |role: &str, content: &str| ChatMessage {
+            role: role.to_owned(),
+            content: content.into(),
+            other: serde_json::Map::new(),
+        };
+        let mut messages = vec![chat("system", SYSTEM_PROMPT)];
+        let turns: Vec<ChatMessage> = self
             .view
             .messages()
             .filter_map(|m| {
@@ -263,15 +278,24 @@ impl ChatAgent {
                     "response" | "chat" => "assistant",
                     _ => return None,
                 };
-                Some(json!({"role": role, "content": text}))
+                Some(chat(role, text))
             })
             .collect();
-        messages.extend(turns.into_iter().rev().take(CONTEXT_TURNS).rev());
-        let url = format!(
-            "{}/channels/{}/llm",
-            self.ctx.url,
-            super::link::query_encode(&self.channel)
-        );
+        let skip = turns.len().saturating_sub(CONTEXT_TURNS);
+        messages.extend(turns.into_iter().skip(skip));
+        let mut url = reqwest::Url::parse(&self.ctx.url).map_err(|err| err.to_string())?;
+        url.path_segments_mut()
+            .map_err(|()| "the server URL cannot take a path".to_owned())?
+            .pop_if_empty()
+            .extend(["channels", self.name.as_str(), "llm"]);
+        let body = StartRequest {
+            messages,
+            model: None,
+            temperature: None,
+            max_tokens: None,
+            name: None,
+            extras: object(json!({"prompt": prompt.to_string()})),
+        };
         let (name, secret) = self.ctx.key.split_once(':').unwrap_or_default();
         let reply = self
             .ctx
@@ -279,26 +303,19 @@ impl ChatAgent {
             .post(url)
             .basic_auth(name, Some(secret))
             .header("x-tether-client-id", AGENT_ID)
-            .json(&json!({
-                "messages": messages,
-                "extras": {"prompt": prompt},
-            }))
+            .json(&body)
             .send()
             .await
             .map_err(|err| format!("cannot reach the bridge: {err}"))?;
         let status = reply.status();
-        let body: Value = reply.json().await.unwrap_or_default();
+        let body = reply.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(body
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("the LLM bridge failed")
-                .to_owned());
+            return Err(serde_json::from_slice::<ErrorBody>(&body)
+                .map_or_else(|_| "the LLM bridge failed".to_owned(), |e| e.error.message));
         }
-        body.get("serial")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| "the bridge gave no serial".to_owned())
+        serde_json::from_slice::<JobStarted>(&body)
+            .map(|job| job.serial)
+            .map_err(|_| "the bridge gave no serial".to_owned())
     }
 }
 

@@ -13,7 +13,6 @@
 //! - [`answers`]: what the built-in model (the shared fake OpenAI-compatible
 //!   server, which the LLM bridge calls) answers; a real model can be
 //!   configured instead: `--llm-base-url`.
-//! - [`link`]: the agents' WebSocket client.
 //! - [`chat`]: the chat agent (one per conversation), which answers through
 //!   the LLM bridge and follows the cancel and handoff conventions.
 //! - [`planner`]: the trip planner's coordinator (one per trip
@@ -40,18 +39,21 @@ use crate::{Config, Server};
 
 pub mod answers;
 pub mod chat;
-pub mod link;
 pub mod pages;
 pub mod planner;
 
-use link::Link;
 use pages::{Announce, Kind, Pages};
+use tether_client::{Client, ClientOptions, NewMessage};
 
 /// The channel where conversations are announced; the operator page lists
 /// it.
 pub const LOBBY: &str = "demo:conversations";
 /// Agents watching conversations at once; the oldest stop beyond it.
 const MAX_AGENTS: usize = 256;
+/// How long the lobby waits for an announcement's acknowledgement before
+/// it gives up on its connection (the SDK would otherwise queue it until
+/// the server is back, and the page waits for the announcement).
+const ANNOUNCE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Flags of `tether demo`.
 #[derive(Debug, clap::Args)]
@@ -102,6 +104,29 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// Pace of the planner's agents.
     pub tokens_per_second: f64,
+}
+
+impl Ctx {
+    /// Connects an agent to the server with the demo's API key, acting as
+    /// `client_id`. The agents are ordinary clients on the Rust SDK, which
+    /// from then on reconnects and resumes by itself (presence kept,
+    /// channels continued exactly, operations applied once).
+    pub async fn connect(&self, client_id: &str) -> Result<Client, tether_client::Error> {
+        let options = ClientOptions::default()
+            .key(self.key.clone())
+            .client_id(client_id);
+        Client::connect(&self.url, options).await
+    }
+}
+
+/// The object of a `json!` literal (message extras are objects).
+pub(crate) fn object(
+    value: serde_json::Value,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match value {
+        serde_json::Value::Object(map) => Some(map),
+        _ => None,
+    }
 }
 
 /// Runs the demo until `shutdown` resolves.
@@ -227,7 +252,7 @@ async fn supervise(ctx: Ctx, mut announced: mpsc::Receiver<Announce>) {
     }
     let mut watching: HashMap<String, AbortHandle> = HashMap::new();
     let mut order: VecDeque<String> = VecDeque::new();
-    let mut lobby: Option<Link> = None;
+    let mut lobby: Option<Client> = None;
     // Announcements get a fresh id per run: an id seen within the
     // idempotency window would not be delivered again.
     let run_id = format!("{:08x}", rand::random::<u32>());
@@ -248,29 +273,31 @@ async fn supervise(ctx: Ctx, mut announced: mpsc::Receiver<Announce>) {
                 }
             }
             if lobby.is_none() {
-                lobby = Link::connect(&ctx.url, &ctx.key, "demo-backend")
-                    .await
-                    .map(|(link, _events)| link)
-                    .ok();
+                lobby = ctx.connect("demo-backend").await.ok();
             }
-            if let Some(link) = &lobby {
+            if let Some(client) = &lobby {
                 let kind = match announce.kind {
                     Kind::Chat => "chat",
                     Kind::Trip => "trip",
                 };
-                let published = link
-                    .publish(
-                        LOBBY,
-                        json!({
-                            "id": format!("announce-{run_id}-{}", announce.channel),
-                            "name": "conversation",
-                            "data": {"channel": announce.channel, "kind": kind, "user": announce.user},
-                        }),
-                    )
-                    .wait()
-                    .await;
-                if published.is_err() {
-                    lobby = None;
+                let message = NewMessage {
+                    id: Some(format!("announce-{run_id}-{}", announce.channel)),
+                    name: Some("conversation".into()),
+                    data: json!({"channel": announce.channel, "kind": kind, "user": announce.user}),
+                    ..NewMessage::default()
+                };
+                let published = match client.channel(LOBBY) {
+                    Ok(channel) => tokio::time::timeout(ANNOUNCE_WITHIN, channel.publish(message))
+                        .await
+                        .map_err(|_| "timed out".to_owned())
+                        .and_then(|ack| ack.map_err(|err| err.to_string())),
+                    Err(err) => Err(err.to_string()),
+                };
+                if let Err(err) = published {
+                    tracing::warn!(error = %err, "demo: cannot announce a conversation");
+                    if let Some(client) = lobby.take() {
+                        client.close().await;
+                    }
                 }
             }
         }

@@ -3,32 +3,35 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
+use tether_client::{Channel, Client, Event, NewMessage, SubscribeOptions, UpdateOp};
 use tether_core::fold::ended;
 use tether_core::{Action, Message, View};
 
 use super::*;
-use crate::demo::Ctx;
 use crate::demo::chat::now_ms;
-use crate::demo::link::{Incoming, Link, LinkError};
+use crate::demo::{Ctx, object};
 
 /// Watches one trip channel until the task is aborted.
 pub async fn coordinator(ctx: Ctx, channel: String) {
     let mut agent = Coordinator {
         ctx,
-        channel,
+        name: channel,
         view: View::new(),
         position: None,
         live: false,
-        link: None,
+        client: None,
+        channel: None,
         pending: Vec::new(),
         status: json!({"role": "agent", "agent": "planner", "name": "Planner", "status": "idle"}),
     };
     loop {
         if let Err(err) = agent.session().await {
-            tracing::debug!(channel = %agent.channel, error = %err, "planner: reconnecting");
+            tracing::debug!(channel = %agent.name, error = %err, "planner: reconnecting");
         }
-        agent.link = None;
+        agent.client = None;
+        agent.channel = None;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -42,34 +45,37 @@ struct Pending {
 
 struct Coordinator {
     ctx: Ctx,
-    channel: String,
+    /// The trip channel's name.
+    name: String,
     view: View,
-    position: Option<String>,
+    /// Where a new client continues the trip channel, exactly.
+    position: Option<Serial>,
     live: bool,
-    link: Option<Link>,
+    /// Publishes the tasks on the specialists' channels.
+    client: Option<Client>,
+    /// The trip channel.
+    channel: Option<Channel>,
     pending: Vec<Pending>,
     status: Value,
 }
 
 impl Coordinator {
-    async fn session(&mut self) -> Result<(), LinkError> {
-        let (link, mut events) =
-            Link::connect(&self.ctx.url, &self.ctx.key, COORDINATOR_ID).await?;
-        link.attach(&self.channel, self.position.as_deref(), 200)
-            .wait()
-            .await?;
-        link.presence(&self.channel, self.status.clone())
-            .wait()
-            .await?;
-        self.link = Some(link);
+    async fn session(&mut self) -> Result<(), tether_client::Error> {
+        let client = self.ctx.connect(COORDINATOR_ID).await?;
+        let channel = client.channel(&self.name)?;
+        let mut options = SubscribeOptions::default().rewind(200).synced();
+        if let Some(position) = self.position {
+            options = options.from(position);
+        }
+        let mut events = channel.subscribe_with(options).await?;
+        channel.presence().enter(self.status.clone()).await?;
+        self.client = Some(client.clone());
+        self.channel = Some(channel.clone());
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                event = events.recv() => match event {
-                    Some(Incoming::Message { message, position, .. }) => {
-                        if let Some(position) = position {
-                            self.position = Some(position);
-                        }
+                event = events.next() => match event {
+                    Some(Event::Message(message)) => {
                         if self.view.apply(&message) && self.live {
                             if message.name.as_deref() == Some("trip-request")
                                 && message.action == Action::Create
@@ -81,24 +87,26 @@ impl Coordinator {
                             self.check();
                         }
                     }
-                    Some(Incoming::Synced { position, .. }) => {
-                        if let Some(position) = position {
-                            self.position = Some(position);
-                        }
+                    Some(Event::Synced { position }) => {
+                        self.position = position.or(self.position);
                         if !self.live {
                             self.live = true;
                             self.catch_up().await;
                         }
                     }
+                    Some(Event::ContinuityLost(_)) => {
+                        // Current state follows: rebuild the view from it.
+                        self.view = View::new();
+                    }
+                    Some(_) => {}
                     None => break,
                 },
                 _ = tick.tick() => self.check(),
             }
         }
-        Err(LinkError {
-            code: 0,
-            message: "connection closed".into(),
-        })
+        self.position = channel.position().or(self.position);
+        client.close().await;
+        Err(tether_client::Error::Closed)
     }
 
     fn set_status(&mut self, status: &str, step: Option<String>) {
@@ -111,8 +119,8 @@ impl Coordinator {
             return;
         }
         self.status = data.clone();
-        if let Some(link) = &self.link {
-            drop(link.presence(&self.channel, data));
+        if let Some(channel) = &self.channel {
+            drop(channel.presence().enter(data));
         }
     }
 
@@ -158,7 +166,7 @@ impl Coordinator {
     }
 
     async fn dispatch(&mut self, request: &str, text: &str) {
-        let Some(link) = self.link.clone() else {
+        let (Some(client), Some(channel)) = (self.client.clone(), self.channel.clone()) else {
             return;
         };
         let trip = Trip::parse(text);
@@ -174,32 +182,33 @@ impl Coordinator {
             trip.month,
             trip.origin
         );
-        let dispatch = link.publish(
-            &self.channel,
-            json!({
-                "id": format!("dispatch-{request}"),
-                "name": "dispatch",
-                "data": note,
-                "extras": {"role": "agent", "agent": "planner", "request": request,
-                           "agents": SPECIALISTS.map(Specialist::id)},
-            }),
-        );
+        let dispatch = channel.publish(NewMessage {
+            id: Some(format!("dispatch-{request}")),
+            name: Some("dispatch".into()),
+            data: note.into(),
+            extras: object(json!({
+                "role": "agent", "agent": "planner", "request": request,
+                "agents": SPECIALISTS.map(Specialist::id),
+            })),
+        });
         for specialist in SPECIALISTS {
-            drop(link.publish(
-                &specialist.task_channel(),
-                json!({
-                    "id": format!("task-{}-{request}", specialist.id()),
-                    "name": "task",
-                    "data": {
-                        "channel": self.channel, "request": request, "text": text,
-                        "destination": trip.destination, "origin": trip.origin,
-                        "days": trip.days, "month": trip.month,
-                    },
+            let task = NewMessage {
+                id: Some(format!("task-{}-{request}", specialist.id())),
+                name: Some("task".into()),
+                data: json!({
+                    "channel": self.name, "request": request, "text": text,
+                    "destination": trip.destination, "origin": trip.origin,
+                    "days": trip.days, "month": trip.month,
                 }),
-            ));
+                extras: None,
+            };
+            match client.channel(&specialist.task_channel()) {
+                Ok(tasks) => drop(tasks.publish(task)),
+                Err(err) => tracing::warn!(error = %err, "planner: no task channel"),
+            }
         }
-        if let Err(err) = dispatch.wait().await {
-            tracing::warn!(channel = %self.channel, error = %err, "planner: dispatch failed");
+        if let Err(err) = dispatch.await {
+            tracing::warn!(channel = %self.name, error = %err, "planner: dispatch failed");
         }
         self.pending.push(Pending {
             request: request.to_owned(),
@@ -269,34 +278,38 @@ impl Coordinator {
 
     /// Streams the combined plan in its own task.
     fn write_plan(&mut self, pending: Pending, parts: Map<String, Value>) {
-        let Some(link) = self.link.clone() else {
+        let Some(channel) = self.channel.clone() else {
             return;
         };
         self.set_status("writing", Some("Writing the combined plan".into()));
-        let channel = self.channel.clone();
         let interval = interval(self.ctx.tokens_per_second);
         let idle =
             json!({"role": "agent", "agent": "planner", "name": "Planner", "status": "idle"});
         self.status = idle.clone();
         tokio::spawn(async move {
             let text = plan_text(&pending.trip, &parts);
-            let created = link
-                .publish(
-                    &channel,
-                    json!({
-                        "id": format!("plan-{}", pending.request),
-                        "name": "plan",
-                        "data": "",
-                        "extras": {"role": "agent", "agent": "planner", "request": pending.request, "stream": "streaming"},
-                    }),
-                )
-                .serial()
+            let created = channel
+                .publish(NewMessage {
+                    id: Some(format!("plan-{}", pending.request)),
+                    name: Some("plan".into()),
+                    data: "".into(),
+                    extras: object(json!({
+                        "role": "agent", "agent": "planner", "request": pending.request,
+                        "stream": "streaming",
+                    })),
+                })
                 .await;
-            if let Ok(serial) = created {
-                stream_text(&link, &channel, &serial, &text, interval).await;
-                drop(link.update(&channel, &serial, json!({"extras": {"stream": "complete"}})));
+            if let Ok(created) = created {
+                stream_text(&channel, created.serial, &text, interval).await;
+                drop(channel.update(
+                    created.serial,
+                    UpdateOp {
+                        extras: object(json!({"stream": "complete"})),
+                        ..UpdateOp::default()
+                    },
+                ));
             }
-            drop(link.presence(&channel, idle));
+            drop(channel.presence().enter(idle));
         });
     }
 }

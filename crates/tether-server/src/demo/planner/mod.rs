@@ -12,8 +12,9 @@
 //!   channel, ends it `complete` with a `summary` and `facts` for the
 //!   coordinator, reports `done` and leaves.
 //!
-//! Every agent is an ordinary WebSocket client ([`Link`]); a refreshed page
-//! loses nothing because everything but the progress bars is in the log.
+//! Every agent is an ordinary client on the Rust SDK (`tether_client`),
+//! which reconnects and resumes by itself; a refreshed page loses nothing
+//! because everything but the progress bars is in the log.
 //!
 //! Files: `trip.rs` (the trip request and the fake findings, pure),
 //! `coordinator.rs`, `specialist.rs` (the agents); the streaming helpers
@@ -21,9 +22,8 @@
 
 use std::time::Duration;
 
+use tether_client::{AckFuture, Channel, Serial};
 use tether_core::Message;
-
-use super::link::Link;
 use tether_fake_llm::tokenize;
 
 mod coordinator;
@@ -45,45 +45,40 @@ const ANSWER_WITHIN_MS: u64 = 120_000;
 
 /// Appends `text` to `serial` token by token at `interval`. Stops early if
 /// the message was ended by someone else (an append is refused).
-pub(super) async fn stream_text(
-    link: &Link,
-    channel: &str,
-    serial: &str,
-    text: &str,
-    interval: Duration,
-) {
-    stream_with_progress(link, channel, serial, text, interval, |_| {}).await;
+pub(super) async fn stream_text(channel: &Channel, serial: Serial, text: &str, interval: Duration) {
+    stream_with_progress(channel, serial, text, interval, |_| {}).await;
 }
 
+/// [`stream_text`], calling `progress` with the fraction streamed every
+/// few tokens; `false` when an append was refused (the message was
+/// cancelled or deleted).
 pub(super) async fn stream_with_progress(
-    link: &Link,
-    channel: &str,
-    serial: &str,
+    channel: &Channel,
+    serial: Serial,
     text: &str,
     interval: Duration,
     mut progress: impl FnMut(f64),
 ) -> bool {
     let tokens = tokenize(text);
     let start = tokio::time::Instant::now();
-    let mut last = None;
+    let mut last: Option<AckFuture> = None;
     for (i, token) in tokens.iter().enumerate() {
         tokio::time::sleep_until(start + interval * i as u32).await;
-        let reply = link.append(channel, serial, token);
+        // Queued now, in order; the acknowledgement is checked a batch
+        // later, so appends stay pipelined.
+        let ack = channel.append(serial, token.as_str());
         if i % 8 == 7 {
-            // Check the previous batch: a refused append means the message
-            // was cancelled or deleted.
-            if let Some(previous) = last.take() {
-                let previous: super::link::Reply = previous;
-                if previous.wait().await.is_err() {
-                    return false;
-                }
+            if let Some(previous) = last.take()
+                && previous.await.is_err()
+            {
+                return false;
             }
-            last = Some(reply);
+            last = Some(ack);
             progress(i as f64 / tokens.len() as f64);
         }
     }
     match last {
-        Some(reply) => reply.wait().await.is_ok(),
+        Some(ack) => ack.await.is_ok(),
         None => true,
     }
 }

@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
+use tether_client::{Client, Event, NewMessage, SubscribeOptions, UpdateOp};
 use tether_core::Action;
 
 use super::*;
-use crate::demo::Ctx;
-use crate::demo::link::{Incoming, Link, LinkError};
+use crate::demo::{Ctx, object};
 
 /// Watches `specialist`'s task channel and works on every new task, until
 /// the task is aborted.
 pub async fn specialist(ctx: Ctx, specialist: Specialist) {
-    let mut position: Option<String> = None;
+    let mut position: Option<Serial> = None;
     loop {
         if let Err(err) = specialist_session(&ctx, specialist, &mut position).await {
             tracing::debug!(agent = specialist.id(), error = %err, "specialist: reconnecting");
@@ -25,59 +26,52 @@ pub async fn specialist(ctx: Ctx, specialist: Specialist) {
 async fn specialist_session(
     ctx: &Ctx,
     specialist: Specialist,
-    position: &mut Option<String>,
-) -> Result<(), LinkError> {
-    let (link, mut events) = Link::connect(&ctx.url, &ctx.key, &specialist.client_id()).await?;
-    // Fresh: only tasks from now on. After a drop: exactly the missed ones.
-    link.attach(&specialist.task_channel(), position.as_deref(), 0)
-        .wait()
-        .await?;
+    position: &mut Option<Serial>,
+) -> Result<(), tether_client::Error> {
+    let client = ctx.connect(&specialist.client_id()).await?;
+    let tasks = client.channel(&specialist.task_channel())?;
+    // Fresh: only tasks from now on. With a new client after an old one
+    // gave up: exactly the missed ones.
+    let mut options = SubscribeOptions::default();
+    if let Some(position) = *position {
+        options = options.from(position);
+    }
+    let mut events = tasks.subscribe_with(options).await?;
     let mut seen = std::collections::HashSet::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            Incoming::Message {
-                message,
-                position: at,
-                ..
-            } => {
-                if let Some(at) = at {
-                    *position = Some(at);
-                }
-                if message.name.as_deref() == Some("task")
-                    && message.action == Action::Create
-                    && seen.insert(message.serial)
-                {
-                    let (ctx, link) = (ctx.clone(), link.clone());
-                    let task = message.data.clone();
-                    tokio::spawn(async move { work(ctx, link, specialist, task).await });
-                }
-            }
-            Incoming::Synced { position: at, .. } => {
-                if let Some(at) = at {
-                    *position = Some(at);
-                }
-            }
+    while let Some(event) = events.next().await {
+        let Event::Message(message) = event else {
+            continue;
+        };
+        if message.name.as_deref() == Some("task")
+            && message.action == Action::Create
+            && seen.insert(message.serial)
+        {
+            let (ctx, client) = (ctx.clone(), client.clone());
+            let task = message.data.clone();
+            tokio::spawn(async move { work(ctx, client, specialist, task).await });
         }
     }
-    Err(LinkError {
-        code: 0,
-        message: "connection closed".into(),
-    })
+    *position = tasks.position().or(*position);
+    client.close().await;
+    Err(tether_client::Error::Closed)
 }
 
 /// One task: progress through presence, the part streamed into the trip
 /// channel, then `complete` with the summary and facts.
-async fn work(ctx: Ctx, link: Link, specialist: Specialist, task: Value) {
+async fn work(ctx: Ctx, client: Client, specialist: Specialist, task: Value) {
     let field = |key: &str| {
         task.get(key)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned()
     };
-    let (channel, request) = (field("channel"), field("request"));
-    if channel.is_empty() || request.is_empty() {
+    let (name, request) = (field("channel"), field("request"));
+    if name.is_empty() || request.is_empty() {
         return;
     }
+    let Ok(channel) = client.channel(&name) else {
+        return;
+    };
     let trip = Trip {
         destination: field("destination"),
         origin: field("origin"),
@@ -93,30 +87,32 @@ async fn work(ctx: Ctx, link: Link, specialist: Specialist, task: Value) {
                "status": status, "progress": (progress * 100.0).round() / 100.0, "step": step,
                "request": request})
     };
+    // Presence requests are queued in call order and not awaited: only the
+    // latest state matters, and the SDK enters again with it after a
+    // connection it could not resume.
+    let members = channel.presence();
     let warmup = specialist.warmup();
     let pace = ctx.tokens_per_second * specialist.pace();
     // Warm-up steps take about as long as 20 tokens each.
     let step_time = interval(pace) * 20;
     for (i, step) in warmup.iter().enumerate() {
-        drop(link.presence(&channel, presence("working", 0.05 * (i as f64 + 1.0), step)));
+        drop(members.enter(presence("working", 0.05 * (i as f64 + 1.0), step)));
         tokio::time::sleep(step_time).await;
     }
     let part = findings(specialist, &trip);
-    let created = link
-        .publish(
-            &channel,
-            json!({
-                "id": format!("part-{}-{request}", specialist.id()),
-                "name": "part",
-                "data": "",
-                "extras": {"role": "agent", "agent": specialist.id(), "title": specialist.title(),
-                           "request": request, "stream": "streaming"},
-            }),
-        )
-        .serial()
+    let created = channel
+        .publish(NewMessage {
+            id: Some(format!("part-{}-{request}", specialist.id())),
+            name: Some("part".into()),
+            data: "".into(),
+            extras: object(json!({
+                "role": "agent", "agent": specialist.id(), "title": specialist.title(),
+                "request": request, "stream": "streaming",
+            })),
+        })
         .await;
-    let Ok(serial) = created else {
-        drop(link.leave(&channel));
+    let Ok(created) = created else {
+        drop(members.leave());
         return;
     };
     let writing = match specialist {
@@ -125,34 +121,32 @@ async fn work(ctx: Ctx, link: Link, specialist: Specialist, task: Value) {
         Specialist::Weather => "Writing the forecast",
     };
     let base = 0.05 * (warmup.len() as f64 + 1.0);
-    let link_for_progress = link.clone();
-    let channel_for_progress = channel.clone();
     let finished = stream_with_progress(
-        &link,
         &channel,
-        &serial,
+        created.serial,
         &part.text,
         interval(pace),
         |fraction| {
-            drop(link_for_progress.presence(
-                &channel_for_progress,
-                presence("working", base + (1.0 - base) * fraction, writing),
-            ));
+            drop(members.enter(presence("working", base + (1.0 - base) * fraction, writing)));
         },
     )
     .await;
     if finished {
-        drop(link.update(
-            &channel,
-            &serial,
-            json!({"extras": {"stream": "complete", "summary": part.summary, "facts": part.facts}}),
+        drop(channel.update(
+            created.serial,
+            UpdateOp {
+                extras: object(json!({
+                    "stream": "complete", "summary": part.summary, "facts": part.facts,
+                })),
+                ..UpdateOp::default()
+            },
         ));
-        drop(link.presence(&channel, presence("done", 1.0, "Done")));
+        drop(members.enter(presence("done", 1.0, "Done")));
     } else {
-        drop(link.presence(&channel, presence("stopped", 1.0, "Stopped")));
+        drop(members.enter(presence("stopped", 1.0, "Stopped")));
     }
     // The part's status in the log says "done" from now on; presence is
     // for live progress only.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    drop(link.leave(&channel));
+    drop(members.leave());
 }
