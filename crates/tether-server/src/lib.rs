@@ -21,14 +21,12 @@
 //! - `listener`, `tls`: the accept loop and optional HTTPS/WSS.
 //! - `error`: errors as HTTP responses.
 //! - [`runtime`]: tokio start-up and shutdown helpers.
-//! - [`demo`]: `tether demo` (demo agents and pages).
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod app;
 pub mod auth;
 pub mod config;
-pub mod demo;
 mod doors;
 mod error;
 mod limits;

@@ -110,7 +110,7 @@ fn only_the_router_and_the_assembly_know_the_doors() {
         .collect();
     for user in &users {
         assert!(
-            matches!(user.as_str(), "router" | "app" | "demo"),
+            matches!(user.as_str(), "router" | "app"),
             "{user} reaches into a front door; doors sit on top of the server"
         );
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use tether_server::{Config, Server};
 
 mod cli;
+mod demo;
 mod fake_llm;
 
 /// Tether: a realtime transport for AI applications.
@@ -43,7 +44,7 @@ enum Command {
     FakeLlm(fake_llm::FakeLlmArgs),
     /// Run the browser demo: the server (--dev), a built-in fake LLM, demo
     /// agents and pages (chat, operator handoff, multi-agent planner).
-    Demo(tether_server::demo::DemoArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Flags of `tether serve`. Each overrides the config file and `TETHER_*`.
@@ -108,11 +109,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo(args: tether_server::demo::DemoArgs) -> ExitCode {
+fn demo(args: demo::DemoArgs) -> ExitCode {
     init_logging("text");
-    tether_server::runtime::block_on(async move {
-        tether_server::demo::run(args, shutdown_signal()).await
-    })
+    tether_server::runtime::block_on(async move { demo::run(args, shutdown_signal()).await })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -32,7 +32,7 @@ mod trip;
 
 pub use coordinator::coordinator;
 pub use specialist::specialist;
-pub use trip::{Part, Specialist, Trip, findings, plan_text};
+pub use trip::{Specialist, Trip, findings, plan_text};
 
 /// The coordinator's identity on the wire.
 pub const COORDINATOR_ID: &str = "planner";

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tether_core::Capabilities;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::KeyConfig;
-use crate::auth::token::{TokenRequest, mint};
+use tether_server::auth::KeyConfig;
+use tether_server::auth::token::{TokenRequest, mint};
 
 /// How long a browser token lives; the SDK renews it before then.
 const TOKEN_TTL_SECS: u64 = 3600;

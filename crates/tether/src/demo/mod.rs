@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::{Config, Server};
+use tether_server::{Config, Server};
 
 pub mod answers;
 pub mod chat;
