@@ -18,6 +18,7 @@ use tether_bench::workloads::peers::{
 use tether_bench::workloads::resume::ResumeSpec;
 use tether_bench::workloads::soak::{self, SoakSpec};
 use tether_bench::workloads::stream::{self, StreamSpec};
+use tether_bench::workloads::write_amp::{self, WriteAmpSpec};
 use tether_bench::workloads::{idle, resume};
 use tether_bench::{Ctx, Result, err};
 
@@ -30,7 +31,9 @@ use tether_bench::{Ctx, Result, err};
 /// Streams reference server), peer-sockudo (vs Sockudo), all (w1 w1-peak
 /// w2 w3 w4 w5), plot (re-draw a sweep's SVG from --from RESULT.json),
 /// soak (steady W1 load for --duration with the server's RSS sampled every
-/// --sample-every seconds, then --cooldown idle seconds; not in `all`).
+/// --sample-every seconds, then --cooldown idle seconds; not in `all`),
+/// write-amp (disk bytes written per appended byte: one 20,000-append
+/// message one append at a time, and 1,000 × 200; not in `all`).
 #[derive(Debug, Parser)]
 #[command(name = "tether-bench", version)]
 struct Opts {
@@ -204,6 +207,17 @@ impl Opts {
         s.connections = self.pick(self.idle, s.connections, 50);
         if self.smoke {
             s.settle = Duration::from_millis(300);
+        }
+        s
+    }
+
+    fn write_amp(&self) -> WriteAmpSpec {
+        let mut s = WriteAmpSpec::default();
+        if self.smoke {
+            s.appends = 2_000;
+            s.window = 100;
+            s.messages = 20;
+            s.appends_each = 50;
         }
         s
     }
@@ -394,6 +408,21 @@ async fn run_workload(o: &Opts, ctx: &Ctx, name: &str, report: &mut Report) -> R
             report
                 .runs
                 .push(RunRecord::new("w3", &label, json!(spec), runs));
+        }
+        "write-amp" => {
+            let spec = o.write_amp();
+            let mut runs = Vec::new();
+            let mut label = String::new();
+            for _ in 0..repeat {
+                let server = o.tether(&o.fsync).await?;
+                label.clone_from(&server.label);
+                let m = write_amp::run(&server, &spec).await;
+                server.stop().await;
+                runs.push(m?);
+            }
+            report
+                .runs
+                .push(RunRecord::new("write-amp", &label, json!(spec), runs));
         }
         "w4" => {
             let spec = o.w4();

@@ -286,6 +286,28 @@ pub fn apply(
     }
 }
 
+/// Folds an append's event (a fragment) into the message's state, in
+/// place: the text grows, the name and extras are replaced when the
+/// fragment carries them, the version becomes the fragment's. The one
+/// definition of what an append event means, shared by [`View`] and by
+/// stores that keep fragments after a checkpoint of the state and fold
+/// them on read. The caller checks the fragment is newer than the state.
+pub fn fold_fragment(state: &mut Message, fragment: &Message) {
+    let text = fragment.data.as_str().unwrap_or_default();
+    match &mut state.data {
+        Value::String(s) => s.push_str(text),
+        other => *other = Value::String(text.to_owned()),
+    }
+    if fragment.name.is_some() {
+        state.name.clone_from(&fragment.name);
+    }
+    if fragment.extras.is_some() {
+        state.extras.clone_from(&fragment.extras);
+    }
+    state.action = Action::Update;
+    state.version = fragment.version.clone();
+}
+
 /// The `extras` key holding a streamed response's status: `streaming`,
 /// then one of the terminal [`TERMINAL_STATUSES`].
 pub const STREAM_STATUS: &str = "stream";
@@ -349,19 +371,7 @@ impl View {
                 let Some(existing) = self.messages.get_mut(&event.serial) else {
                     return false;
                 };
-                let fragment = event.data.as_str().unwrap_or_default();
-                match &mut existing.data {
-                    Value::String(s) => s.push_str(fragment),
-                    other => *other = Value::String(fragment.to_owned()),
-                }
-                if event.name.is_some() {
-                    existing.name.clone_from(&event.name);
-                }
-                if event.extras.is_some() {
-                    existing.extras.clone_from(&event.extras);
-                }
-                existing.action = Action::Update;
-                existing.version = event.version.clone();
+                fold_fragment(existing, event);
             }
             Action::Create | Action::Update | Action::Delete => {
                 self.messages.insert(event.serial, event.clone());

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+use tether_core::fold::fold_fragment;
 use tether_core::{
-    AppendOp, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp, UpdateOp, View,
-    apply,
+    Action, AppendOp, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp,
+    UpdateOp, View, apply,
 };
 
 /// An operation on the n-th message created so far (modulo how many exist).
@@ -179,6 +180,43 @@ proptest! {
             view.apply(event);
         }
         prop_assert_eq!(as_map(&view), states);
+    }
+
+    /// How the store keeps states (`fjall_store/fragments.rs`): a checkpoint
+    /// written with every create, update and delete and at arbitrary points
+    /// between appends, the appends after it kept as fragments and folded
+    /// on read. Whatever the checkpoint points, the state read back is the
+    /// one the server folded.
+    #[test]
+    fn checkpoint_plus_fragments_is_the_stored_state(
+        steps in proptest::collection::vec(step(), 0..60),
+        checkpoint_at in proptest::collection::vec(any::<bool>(), 0..60),
+    ) {
+        let (states, events) = run(&steps);
+        let mut kept: BTreeMap<Serial, (Message, Vec<Message>)> = BTreeMap::new();
+        for (i, event) in events.iter().enumerate() {
+            if event.action != Action::Append {
+                kept.insert(event.serial, (event.clone(), Vec::new()));
+                continue;
+            }
+            let (checkpoint, fragments) = kept.get_mut(&event.serial).expect("appends follow a create");
+            fragments.push(event.clone());
+            if checkpoint_at.get(i).copied().unwrap_or(false) {
+                for fragment in fragments.drain(..) {
+                    fold_fragment(checkpoint, &fragment);
+                }
+            }
+        }
+        let read: BTreeMap<Serial, Message> = kept
+            .into_iter()
+            .map(|(serial, (mut state, fragments))| {
+                for fragment in &fragments {
+                    fold_fragment(&mut state, fragment);
+                }
+                (serial, state)
+            })
+            .collect();
+        prop_assert_eq!(read, states);
     }
 
     #[test]

@@ -69,6 +69,24 @@ async fn kill_mid_stream(fsync: &str) {
 
     // Serials continue after what was there, and idempotency survived.
     let mut agent = process.ws().await;
+    // The kill most likely fell between a fragment and the next checkpoint
+    // of the response: the writer continues from what the disk holds.
+    let req = agent
+        .request(json!({"type": "append", "channel": channel, "serial": serial, "data": "<after>"}))
+        .await;
+    assert_eq!(agent.reply(req).await["type"], "ack");
+    let (_, message) = http
+        .get(&format!("/channels/{channel}/messages/{serial}"))
+        .await;
+    assert_eq!(
+        message["data"].as_str().map(str::len),
+        Some(data.len() + "<after>".len())
+    );
+    assert!(
+        message["data"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(data) && d.ends_with("<after>"))
+    );
     let next = agent
         .publish(channel, json!({"data": "after restart"}))
         .await;

@@ -10,6 +10,8 @@
 //!   at once.
 //! - [`peers`]: the same measurements against the Durable Streams
 //!   reference server and Sockudo.
+//! - [`write_amp`]: disk bytes written per appended byte, for one long
+//!   message and for many short ones.
 //! - [`soak`]: minutes of steady W1-style load with the server's RSS
 //!   sampled throughout and after: memory must plateau.
 
@@ -18,6 +20,7 @@ pub mod peers;
 pub mod resume;
 pub mod soak;
 pub mod stream;
+pub mod write_amp;
 
 use std::time::Duration;
 

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use fjall::{OwnedWriteBatch, PersistMode};
 use serde_json::Value;
+use tether_core::fold::fold_fragment;
 use tether_core::message::message_size;
 use tether_core::{Action, ChannelName, Message, Operation, Serial, Stamp, apply};
 use tokio::sync::oneshot;
 
+use super::fragments::{Debt, current_state, fragment_key, fragments_prefix};
 use super::keys::{id_key, id_time_key, seq_key, version_key};
 use super::records::{ChannelMeta, IdRecord, decode, encode, encode_ts};
 use super::recover::OPS_KEY;
@@ -29,15 +31,38 @@ struct Staged {
     batch: OwnedWriteBatch,
     /// Working metadata of every channel the group wrote to.
     metas: HashMap<ChannelName, ChannelMeta>,
-    /// Latest state of every message the group read or wrote; `true` when
-    /// written (only those are stored, once each, whatever the number of
-    /// appends).
-    states: HashMap<StateKey, (Message, bool)>,
+    /// Latest state of every message the group read or wrote, with its
+    /// checkpoint debt and what the group did to it.
+    states: HashMap<StateKey, StagedState>,
     /// Ids published in this group (by their `ids` key: channel, id,
     /// publisher), for duplicates within it.
     ids: HashMap<Vec<u8>, IdRecord>,
     events: Vec<Arc<Committed>>,
     replies: Vec<(Reply, Result<Ack, StoreError>)>,
+}
+
+/// A message's state in a group.
+struct StagedState {
+    message: Message,
+    debt: Debt,
+    written: Written,
+    /// The group's appends to it merged into one fragment (with the
+    /// version sequence of the last), written at commit unless a
+    /// checkpoint makes it unnecessary: a burst of appends in one group
+    /// costs one fragment record, not one per append.
+    fragment: Option<(u64, Message)>,
+}
+
+/// What a group did to a message, which decides whether its checkpoint is
+/// written at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Written {
+    /// Only read (the target of a refused operation).
+    Nothing,
+    /// Appended to: fragments were written; a checkpoint only when due.
+    Fragments,
+    /// Created, updated or deleted: the checkpoint is written.
+    Checkpoint,
 }
 
 /// Per-entry memory of a cached state beyond its strings: the `Message`
@@ -159,9 +184,12 @@ impl Writer {
             }
             self.metas.insert(channel, meta, 1);
         }
-        for (key, (mut state, _)) in st.states {
-            let size = cacheable(&mut state);
-            self.states.insert(key, state, size);
+        for (key, staged) in st.states {
+            let StagedState {
+                mut message, debt, ..
+            } = staged;
+            let size = cacheable(&mut message).saturating_add(debt.memory());
+            self.states.insert(key, (message, debt), size);
         }
         self.states.expire(std::time::Instant::now());
         self.report_memory();
@@ -185,11 +213,41 @@ impl Writer {
     /// Writes the staged states, metadata and the operation count `ops`,
     /// commits and persists.
     fn commit(&mut self, st: &mut Staged, ops: u64) -> Result<(), StoreError> {
-        for ((channel, seq), (state, dirty)) in &st.states {
-            if *dirty {
-                st.batch
-                    .insert(&self.h.states, seq_key(channel, *seq), encode(state)?);
+        for ((channel, seq), staged) in &mut st.states {
+            let checkpoint = match staged.written {
+                Written::Nothing => continue,
+                Written::Checkpoint => true,
+                Written::Fragments => match staged.fragment.take() {
+                    Some((version, fragment)) => {
+                        let bytes = encode(&fragment)?;
+                        if staged.debt.due_with(bytes.len()) {
+                            true
+                        } else {
+                            staged.debt.add(version, bytes.len());
+                            st.batch.insert(
+                                &self.h.fragments,
+                                fragment_key(channel, *seq, version),
+                                bytes,
+                            );
+                            false
+                        }
+                    }
+                    None => false,
+                },
+            };
+            if !checkpoint {
+                continue;
             }
+            let bytes = encode(&staged.message)?;
+            // The fragments of earlier groups; this group's own was never
+            // written, the checkpoint holds it.
+            for version in staged.debt.fragments.drain(..) {
+                st.batch
+                    .remove(&self.h.fragments, fragment_key(channel, *seq, version));
+            }
+            staged.debt = Debt::after_checkpoint(bytes.len());
+            st.batch
+                .insert(&self.h.states, seq_key(channel, *seq), bytes);
         }
         for (channel, meta) in &st.metas {
             st.batch
@@ -260,7 +318,7 @@ impl Writer {
         let current = target
             .as_ref()
             .and_then(|k| st.states.get(k))
-            .map(|(m, _)| m);
+            .map(|s| &s.message);
         let stamp = Stamp {
             serial,
             timestamp,
@@ -284,6 +342,7 @@ impl Writer {
             .map(|_| encode(&id_record))
             .transpose()?;
 
+        let is_append = applied.event.action == Action::Append;
         st.batch
             .insert(&self.h.log, seq_key(&channel, seq), event_bytes);
         if let Some(bytes) = version_bytes {
@@ -315,8 +374,39 @@ impl Writer {
             version_serial: serial,
             duplicate: false,
         };
-        st.states
-            .insert((channel.clone(), message_seq), (applied.state, true));
+        let key = (channel.clone(), message_seq);
+        let previous = st.states.remove(&key);
+        let staged = if is_append {
+            let (debt, written, fragment) = match previous {
+                Some(p) => (p.debt, p.written.max(Written::Fragments), p.fragment),
+                // An append always targets a staged state.
+                None => (Debt::default(), Written::Fragments, None),
+            };
+            let fragment = match fragment {
+                Some((_, mut merged)) => {
+                    fold_fragment(&mut merged, &applied.event);
+                    merged.action = Action::Append;
+                    merged
+                }
+                None => applied.event.clone(),
+            };
+            StagedState {
+                message: applied.state,
+                debt,
+                written,
+                fragment: Some((seq, fragment)),
+            }
+        } else {
+            // A create, update or delete: checkpointed at commit, which
+            // also covers any fragment of this group.
+            StagedState {
+                message: applied.state,
+                debt: previous.map(|p| p.debt).unwrap_or_default(),
+                written: Written::Checkpoint,
+                fragment: None,
+            }
+        };
+        st.states.insert(key, staged);
         st.events.push(Arc::new(Committed {
             channel,
             event: applied.event,
@@ -338,16 +428,27 @@ impl Writer {
         }
         let state = match self.states.take(&key) {
             Some(state) => Some(state),
-            None => self
-                .h
-                .states
-                .get(seq_key(channel, seq))
-                .map_err(storage)?
-                .map(|bytes| decode::<Message>("message state", &bytes))
-                .transpose()?,
+            None => match self.h.states.get(seq_key(channel, seq)).map_err(storage)? {
+                Some(checkpoint) => Some(current_state(
+                    &checkpoint,
+                    self.h
+                        .fragments
+                        .prefix(fragments_prefix(channel, seq))
+                        .map(fjall::Guard::into_inner),
+                )?),
+                None => None,
+            },
         };
-        if let Some(state) = state {
-            st.states.insert(key, (state, false));
+        if let Some((message, debt)) = state {
+            st.states.insert(
+                key,
+                StagedState {
+                    message,
+                    debt,
+                    written: Written::Nothing,
+                    fragment: None,
+                },
+            );
         }
         Ok(())
     }

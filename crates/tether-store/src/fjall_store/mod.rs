@@ -41,6 +41,7 @@
 
 mod batch;
 mod cache;
+mod fragments;
 mod keys;
 mod marks;
 mod reader;
@@ -231,6 +232,8 @@ pub(crate) struct Handles {
     pub(crate) db: Database,
     pub(crate) log: Keyspace,
     pub(crate) states: Keyspace,
+    /// Appends after each message's checkpoint (see `fragments.rs`).
+    pub(crate) fragments: Keyspace,
     pub(crate) versions: Keyspace,
     pub(crate) created: Keyspace,
     pub(crate) meta: Keyspace,
@@ -256,6 +259,7 @@ impl Handles {
         Ok(Handles {
             log: ks("log")?,
             states: ks("states")?,
+            fragments: ks("fragments")?,
             versions: ks("versions")?,
             created: ks("created")?,
             meta: ks("meta")?,

@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use fjall::{Readable, Snapshot};
 use tether_core::{ChannelName, ContinuityLost, LogBounds, Message, ORIGIN, Serial, check_resume};
 
+use super::fragments::{current_state, fragments_prefix};
 use super::keys::{channel_prefix, seq_key, trailing_seq};
 use super::records::{ChannelMeta, decode, decode_ts};
 use super::{Handles, storage};
@@ -102,13 +103,34 @@ impl Handles {
         serial: Serial,
     ) -> Result<Option<Message>, StoreError> {
         match self.meta_in(snap, channel)? {
-            Some(meta) if meta.epoch == serial.epoch() => snap
-                .get(&self.states, seq_key(channel, serial.seq()))
-                .map_err(storage)?
-                .map(|bytes| decode("message state", &bytes))
-                .transpose(),
+            Some(meta) if meta.epoch == serial.epoch() => {
+                match snap
+                    .get(&self.states, seq_key(channel, serial.seq()))
+                    .map_err(storage)?
+                {
+                    Some(checkpoint) => self
+                        .state_in(snap, channel, serial.seq(), &checkpoint)
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
             _ => Ok(None),
         }
+    }
+
+    /// A message's current state in `snap`: its checkpoint with the
+    /// fragments after it folded in (see `fragments.rs`).
+    fn state_in(
+        &self,
+        snap: &Snapshot,
+        channel: &ChannelName,
+        seq: u64,
+        checkpoint: &[u8],
+    ) -> Result<Message, StoreError> {
+        let fragments = snap
+            .prefix(&self.fragments, fragments_prefix(channel, seq))
+            .map(fjall::Guard::into_inner);
+        current_state(checkpoint, fragments).map(|(message, _)| message)
     }
 
     /// See [`crate::LogStore::versions`].
@@ -179,7 +201,7 @@ impl Handles {
                         trailing_seq(&key).unwrap_or(0)
                     ),
                 })?;
-            messages.push(decode::<Message>("message state", &state)?);
+            messages.push(self.state_in(&snap, channel, trailing_seq(&key)?, &state)?);
             if messages.len() == q.limit {
                 break;
             }

@@ -104,6 +104,9 @@ impl Writer {
             for version in self.h.versions.prefix(seq_key(channel, seq)) {
                 batch.remove(&self.h.versions, version.key().map_err(storage)?);
             }
+            for fragment in self.h.fragments.prefix(seq_key(channel, seq)) {
+                batch.remove(&self.h.fragments, fragment.key().map_err(storage)?);
+            }
             self.states.remove(&(channel.clone(), seq));
         }
         if !dropped.is_empty() {

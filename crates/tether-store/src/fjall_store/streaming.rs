@@ -3,13 +3,15 @@
 //!
 //! A full scan of the current states, run once at start-up: records are
 //! JSON, so a byte search for the status skips decoding nearly all of them.
+//! (A status set by an append lives in a fragment: the few candidates are
+//! folded to their current state before they count.)
 
 use fjall::Readable;
 use tether_core::fold::STREAM_STATUS;
 use tether_core::{ChannelName, Message};
 
-use super::keys::channel_prefix;
-use super::records::decode;
+use super::fragments::{current_state, fragments_prefix};
+use super::keys::{channel_prefix, trailing_seq};
 use super::{Handles, storage};
 use crate::StoreError;
 
@@ -26,11 +28,15 @@ impl Handles {
         for item in self.channel_metas(&snap) {
             let (channel, _) = item?;
             for item in snap.prefix(&self.states, channel_prefix(&channel)) {
-                let value = item.value().map_err(storage)?;
+                let (item_key, value) = item.into_inner().map_err(storage)?;
                 if !value.windows(needle.len()).any(|w| w == needle) {
                     continue;
                 }
-                let message: Message = decode("message state", &value)?;
+                let seq = trailing_seq(item_key.as_ref())?;
+                let fragments = snap
+                    .prefix(&self.fragments, fragments_prefix(&channel, seq))
+                    .map(fjall::Guard::into_inner);
+                let (message, _) = current_state(&value, fragments)?;
                 let streaming = message
                     .extras
                     .as_ref()

@@ -25,6 +25,7 @@ use tether_core::{ChannelName, Message, Namespaces};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::HotCache;
+use super::fragments::Debt;
 use super::keys::{channel_prefix, trailing_seq};
 use super::marks::Marks;
 use super::records::{ChannelMeta, decode};
@@ -111,8 +112,9 @@ pub(crate) struct Writer {
     pub(super) sink: Arc<dyn CommitSink>,
     /// Hot channel metadata; always equal to what is committed.
     pub(super) metas: HotCache<ChannelName, ChannelMeta>,
-    /// Hot current message states; always equal to what is committed.
-    pub(super) states: HotCache<(ChannelName, u64), Message>,
+    /// Hot current message states, each with what it owes its next
+    /// checkpoint (`fragments.rs`); always equal to what is committed.
+    pub(super) states: HotCache<(ChannelName, u64), (Message, Debt)>,
     /// Last time handed out, so the writer's clock never goes backwards.
     last_now: u64,
     /// When memory use was last logged.
@@ -458,6 +460,7 @@ impl Writer {
         let largest = [
             &h.log,
             &h.states,
+            &h.fragments,
             &h.versions,
             &h.created,
             &h.meta,
