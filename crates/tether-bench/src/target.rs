@@ -28,6 +28,8 @@ pub const TETHER_BENCH_ENV: &[(&str, &str)] = &[
     ("TETHER_PUBLISH_BURST", "100000000"),
     ("TETHER_MAX_CONNECTIONS", "1000000"),
     ("TETHER_MAX_CONNECTIONS_PER_KEY", "1000000"),
+    // write-amp streams one message of 640 KB.
+    ("TETHER_NAMESPACE_DEFAULTS__MAX_MESSAGE_BYTES", "16777216"),
     ("TETHER_LOG", "warn"),
 ];
 

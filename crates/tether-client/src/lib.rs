@@ -80,6 +80,8 @@
 //!   before expiry, on the live connection (attachments continue).
 //! - Ephemeral messages ([`Channel::publish_ephemeral`]) are at most once.
 
+#![warn(missing_docs, unreachable_pub)]
+
 //! # The interrupt convention
 //! A client asks a streamed response to stop by publishing, on the same
 //! channel, a message named `cancel` whose `extras.target` (or `data`) is

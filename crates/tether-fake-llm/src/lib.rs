@@ -25,6 +25,8 @@
 //! - `[[no-stream]]`: answer in one piece even when asked to stream, as
 //!   some servers do.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod reply;
 mod request;
 
