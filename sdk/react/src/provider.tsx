@@ -14,6 +14,7 @@ export type TetherProviderProps =
       /** A client the app created and owns: the provider only shares it and never closes it. */
       client: TetherClient;
       options?: never;
+      /** The tree whose hooks use this client. */
       children?: ReactNode;
     }
   | {
@@ -26,6 +27,7 @@ export type TetherProviderProps =
        */
       options: ClientOptions;
       client?: never;
+      /** The tree whose hooks use this client. */
       children?: ReactNode;
     };
 
