@@ -65,16 +65,67 @@ impl Serial {
     }
 }
 
+/// Length of a serial's text: `EPOCH-SEQUENCE`.
+pub const SERIAL_LEN: usize = EPOCH_WIDTH + 1 + SEQ_WIDTH;
+
+impl Serial {
+    /// The serial's text, written by hand into a fixed buffer: serials are
+    /// formatted several times per append (events, acks, positions), and
+    /// the `fmt` machinery cost more than the rest of their encoding.
+    pub fn to_text(self) -> SerialText {
+        let mut buf = [b'0'; SERIAL_LEN];
+        write_digits(&mut buf[..EPOCH_WIDTH], self.epoch);
+        buf[EPOCH_WIDTH] = b'-';
+        write_digits(&mut buf[EPOCH_WIDTH + 1..], self.seq);
+        SerialText(buf)
+    }
+
+    /// Parses `EPOCH-SEQUENCE` (exactly 13 and 16 ASCII digits) by hand.
+    pub fn parse(text: &[u8]) -> Option<Serial> {
+        if text.len() != SERIAL_LEN || text[EPOCH_WIDTH] != b'-' {
+            return None;
+        }
+        let epoch = read_digits(&text[..EPOCH_WIDTH])?;
+        let seq = read_digits(&text[EPOCH_WIDTH + 1..])?;
+        Serial::new(epoch, seq)
+    }
+}
+
+/// A serial's text on the stack (see [`Serial::to_text`]).
+#[derive(Clone, Copy)]
+pub struct SerialText([u8; SERIAL_LEN]);
+
+impl SerialText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and '-' are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Writes `value` as zero-padded decimal filling `out` (the caller's
+/// widths guarantee it fits: see [`Serial::new`]).
+fn write_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        // `value % 10` is below 10, so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let d = (value % 10) as u8;
+        *digit = b'0' + d;
+        value /= 10;
+    }
+}
+
+/// Reads ASCII decimal digits; `None` for anything else.
+fn read_digits(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit()
+            .then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
 impl fmt::Display for Serial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:0ew$}-{:0sw$}",
-            self.epoch,
-            self.seq,
-            ew = EPOCH_WIDTH,
-            sw = SEQ_WIDTH
-        )
+        f.write_str(self.to_text().as_str())
     }
 }
 
@@ -82,29 +133,30 @@ impl FromStr for Serial {
     type Err = InvalidSerial;
 
     fn from_str(s: &str) -> Result<Serial, InvalidSerial> {
-        let invalid = || InvalidSerial(s.chars().take(64).collect());
-        let (epoch, seq) = s.split_once('-').ok_or_else(invalid)?;
-        let digits = |part: &str, width: usize| {
-            (part.len() == width && part.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| part.parse::<u64>().ok())
-                .flatten()
-        };
-        let epoch = digits(epoch, EPOCH_WIDTH).ok_or_else(invalid)?;
-        let seq = digits(seq, SEQ_WIDTH).ok_or_else(invalid)?;
-        Serial::new(epoch, seq).ok_or_else(invalid)
+        Serial::parse(s.as_bytes()).ok_or_else(|| InvalidSerial(s.chars().take(64).collect()))
     }
 }
 
 impl Serialize for Serial {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.to_text().as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for Serial {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Serial, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        /// Takes the text borrowed when the input allows (no allocation).
+        struct SerialVisitor;
+        impl serde::de::Visitor<'_> for SerialVisitor {
+            type Value = Serial;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a serial EPOCH-SEQUENCE (13 and 16 decimal digits)")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Serial, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(SerialVisitor)
     }
 }
 
@@ -157,6 +209,24 @@ mod tests {
             prop_assert_eq!(x.to_string().parse::<Serial>().unwrap(), x);
             let json = serde_json::to_string(&x).unwrap();
             prop_assert_eq!(serde_json::from_str::<Serial>(&json).unwrap(), x);
+            // From an owned string too (serde_json::Value hands out Strings).
+            let value = serde_json::to_value(x).unwrap();
+            prop_assert_eq!(serde_json::from_value::<Serial>(value).unwrap(), x);
+        }
+
+        #[test]
+        fn hand_formatting_matches_zero_padded_decimal(a in 0..=MAX_EPOCH, b in 0..=MAX_SEQ) {
+            let x = Serial::new(a, b).unwrap();
+            let text = x.to_text();
+            prop_assert_eq!(text.as_str(), format!("{a:013}-{b:016}"));
+        }
+
+        #[test]
+        fn parsing_refuses_anything_but_digits(text in "[0-9a-f+ -]{30}") {
+            let by_hand = Serial::parse(text.as_bytes());
+            let digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
+            let valid = text.as_bytes()[13] == b'-' && digits(&text[..13]) && digits(&text[14..]);
+            prop_assert_eq!(by_hand.is_some(), valid);
         }
     }
 }
