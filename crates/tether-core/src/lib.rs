@@ -31,7 +31,7 @@ pub mod settings;
 pub use capability::{Capabilities, Grant};
 pub use channel::{ChannelName, InvalidChannelName};
 pub use error::{ErrorCode, ErrorInfo};
-pub use fold::{Applied, FoldError, FoldLimits, Stamp, View, apply};
+pub use fold::{Applied, FoldError, FoldLimits, Stamp, View, apply, apply_in_place};
 pub use message::{Action, AppendOp, DeleteOp, Message, NewMessage, Operation, UpdateOp, Version};
 pub use position::{ContinuityLost, LogBounds, ORIGIN, check_resume};
 pub use serial::{InvalidSerial, Serial};

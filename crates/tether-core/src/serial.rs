@@ -118,8 +118,7 @@ fn write_digits(out: &mut [u8], mut value: u64) {
 /// Reads ASCII decimal digits; `None` for anything else.
 fn read_digits(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit()
-            .then(|| acc * 10 + u64::from(b - b'0'))
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
     })
 }
 

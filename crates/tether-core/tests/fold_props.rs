@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use tether_core::fold::fold_fragment;
 use tether_core::{
-    Action, AppendOp, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp,
-    UpdateOp, View, apply,
+    Action, AppendOp, Applied, DeleteOp, FoldLimits, Message, NewMessage, Operation, Serial, Stamp,
+    UpdateOp, View, apply, apply_in_place,
 };
 
 /// An operation on the n-th message created so far (modulo how many exist).
@@ -42,6 +42,15 @@ const LIMITS: FoldLimits = FoldLimits {
 /// Runs steps through the server-side fold. Returns the final stored states
 /// and the events (in log order) the server would fan out.
 fn run(steps: &[Step]) -> (BTreeMap<Serial, Message>, Vec<Message>) {
+    run_with(steps, &LIMITS, false)
+}
+
+/// [`run`] with `limits`, through [`apply_in_place`] when `in_place`.
+fn run_with(
+    steps: &[Step],
+    limits: &FoldLimits,
+    in_place: bool,
+) -> (BTreeMap<Serial, Message>, Vec<Message>) {
     let mut states: BTreeMap<Serial, Message> = BTreeMap::new();
     let mut created: Vec<Serial> = Vec::new();
     let mut events = Vec::new();
@@ -94,9 +103,25 @@ fn run(steps: &[Step]) -> (BTreeMap<Serial, Message>, Vec<Message>) {
             authority: tether_core::conventions::Authority::ALL,
         };
         let target = op.target();
-        let current = target.and_then(|t| states.get(&t));
+        let applied = if in_place {
+            let mut slot = target.and_then(|t| states.remove(&t));
+            let result = apply_in_place(&mut slot, op, &stamp, limits);
+            // A refusal leaves the state as it was.
+            if let Some(state) = slot {
+                states.insert(state.serial, state.clone());
+            }
+            result.map(|event| Applied {
+                state: states
+                    .get(&event.serial)
+                    .cloned()
+                    .unwrap_or_else(|| event.clone()),
+                event,
+            })
+        } else {
+            apply(target.and_then(|t| states.get(&t)), op, &stamp, limits)
+        };
         // Refused operations (appends to deleted messages...) get no serial.
-        if let Ok(applied) = apply(current, op, &stamp, &LIMITS) {
+        if let Ok(applied) = applied {
             seq += 1;
             if target.is_none() {
                 created.push(serial);
@@ -217,6 +242,18 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(read, states);
+    }
+
+    /// The store's in-place fold gives the same states, events and
+    /// refusals as `apply`, with room to spare and at a limit small enough
+    /// that appends get refused as too large.
+    #[test]
+    fn folding_in_place_is_apply(
+        steps in proptest::collection::vec(step(), 0..60),
+        max in prop_oneof![Just(1usize << 20), 0usize..24],
+    ) {
+        let limits = FoldLimits { max_message_bytes: max, mutable: true };
+        prop_assert_eq!(run_with(&steps, &limits, true), run_with(&steps, &limits, false));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use fjall::{OwnedWriteBatch, PersistMode};
 use serde_json::Value;
 use tether_core::fold::fold_fragment;
 use tether_core::message::message_size;
-use tether_core::{Action, ChannelName, Message, Operation, Serial, Stamp, apply};
+use tether_core::{Action, ChannelName, Message, Operation, Serial, Stamp, apply_in_place};
 use tokio::sync::oneshot;
 
 use super::fragments::{Debt, current_state, fragment_key, fragments_prefix};
@@ -315,10 +315,13 @@ impl Writer {
             }
             _ => None,
         };
-        let current = target
-            .as_ref()
-            .and_then(|k| st.states.get(k))
-            .map(|s| &s.message);
+        // The target's staged state, taken out to be folded in place and
+        // put back (changed or, after a refusal, as it was).
+        let previous = target.as_ref().and_then(|k| st.states.remove(k));
+        let (mut slot, kept) = match previous {
+            Some(p) => (Some(p.message), Some((p.debt, p.written, p.fragment))),
+            None => (None, None),
+        };
         let stamp = Stamp {
             serial,
             timestamp,
@@ -327,14 +330,37 @@ impl Writer {
             own_only,
             authority,
         };
-        let applied = apply(current, op, &stamp, &settings.fold_limits())?;
-        let message_seq = applied.state.serial.seq();
+        let folded = apply_in_place(&mut slot, op, &stamp, &settings.fold_limits());
+        let event = match folded {
+            Ok(event) => event,
+            Err(refusal) => {
+                if let (Some(key), Some(message), Some((debt, written, fragment))) =
+                    (target, slot, kept)
+                {
+                    st.states.insert(
+                        key,
+                        StagedState {
+                            message,
+                            debt,
+                            written,
+                            fragment,
+                        },
+                    );
+                }
+                return Err(refusal.into());
+            }
+        };
+        let Some(state) = slot else {
+            return Err(StoreError::Storage("folding left no state".into()));
+        };
+        let message_seq = state.serial.seq();
         // Encode everything before touching the batch, so a failure cannot
-        // leave half an operation in it.
-        let event_bytes = encode(&applied.event)?;
-        let version_bytes = match applied.event.action {
+        // leave half an operation in it. (Encoding these types to JSON
+        // cannot fail: every map key is a string.)
+        let event_bytes = encode(&event)?;
+        let version_bytes = match event.action {
             Action::Append => None,
-            Action::Create | Action::Update | Action::Delete => Some(encode(&applied.state)?),
+            Action::Create | Action::Update | Action::Delete => Some(encode(&state)?),
         };
         let id_record = IdRecord { serial, timestamp };
         let id_bytes = idempotency_key
@@ -342,7 +368,7 @@ impl Writer {
             .map(|_| encode(&id_record))
             .transpose()?;
 
-        let is_append = applied.event.action == Action::Append;
+        let is_append = event.action == Action::Append;
         st.batch
             .insert(&self.h.log, seq_key(&channel, seq), event_bytes);
         if let Some(bytes) = version_bytes {
@@ -352,7 +378,7 @@ impl Writer {
                 bytes,
             );
         }
-        if applied.event.action == Action::Create {
+        if event.action == Action::Create {
             st.batch.insert(
                 &self.h.created,
                 seq_key(&channel, seq),
@@ -370,28 +396,29 @@ impl Writer {
         meta.last_ts = timestamp;
         st.metas.insert(channel.clone(), meta);
         let ack = Ack {
-            serial: applied.state.serial,
+            serial: state.serial,
             version_serial: serial,
             duplicate: false,
         };
         let key = (channel.clone(), message_seq);
-        let previous = st.states.remove(&key);
         let staged = if is_append {
-            let (debt, written, fragment) = match previous {
-                Some(p) => (p.debt, p.written.max(Written::Fragments), p.fragment),
+            let (debt, written, fragment) = match kept {
+                Some((debt, written, fragment)) => {
+                    (debt, written.max(Written::Fragments), fragment)
+                }
                 // An append always targets a staged state.
                 None => (Debt::default(), Written::Fragments, None),
             };
             let fragment = match fragment {
                 Some((_, mut merged)) => {
-                    fold_fragment(&mut merged, &applied.event);
+                    fold_fragment(&mut merged, &event);
                     merged.action = Action::Append;
                     merged
                 }
-                None => applied.event.clone(),
+                None => event.clone(),
             };
             StagedState {
-                message: applied.state,
+                message: state,
                 debt,
                 written,
                 fragment: Some((seq, fragment)),
@@ -400,17 +427,14 @@ impl Writer {
             // A create, update or delete: checkpointed at commit, which
             // also covers any fragment of this group.
             StagedState {
-                message: applied.state,
-                debt: previous.map(|p| p.debt).unwrap_or_default(),
+                message: state,
+                debt: kept.map(|(debt, ..)| debt).unwrap_or_default(),
                 written: Written::Checkpoint,
                 fragment: None,
             }
         };
         st.states.insert(key, staged);
-        st.events.push(Arc::new(Committed {
-            channel,
-            event: applied.event,
-        }));
+        st.events.push(Arc::new(Committed { channel, event }));
         Ok(ack)
     }
 
