@@ -98,6 +98,7 @@ enum End {
 /// (`useChat({ resume: true })`).
 #[utoipa::path(
     get,
+    operation_id = "aisdk_stream",
     path = "/channels/{channel}/aisdk/stream",
     tag = "streams",
     params(("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")),

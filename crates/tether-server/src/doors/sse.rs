@@ -50,6 +50,7 @@ pub(crate) struct StreamParams {
 /// then live.
 #[utoipa::path(
     get,
+    operation_id = "sse_stream",
     path = "/channels/{channel}/stream",
     tag = "streams",
     params(
