@@ -8,8 +8,10 @@ use tether_core::ErrorInfo;
 /// `{"error": {"code", "message"}}`: what every failed REST request
 /// answers, with the HTTP status the code's first three digits name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ErrorInfo))]
     pub error: ErrorInfo,
 }
 

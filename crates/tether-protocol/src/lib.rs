@@ -16,6 +16,8 @@
 //! - [`limits`]: what the server announces and the protocol's fixed bounds.
 //! - [`decode`]: turning client input into core types, with error codes.
 //! - [`wording`]: user-facing wording of decode errors.
+//! - `openapi` (feature `openapi`): OpenAPI schemas of the core shapes
+//!   the REST bodies carry, for the server's `/openapi.json`.
 //!
 //! Golden vectors in `vectors/` pin every shape; the Rust tests here and
 //! the TypeScript SDK's tests both check against them.
@@ -30,6 +32,8 @@ pub mod ephemeral;
 pub mod error;
 pub mod limits;
 pub mod llm;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod presence;
 pub mod rest;
 pub mod server;

@@ -8,6 +8,7 @@ use tether_core::{ChannelName, Serial};
 /// One chat message, passed through to the upstream model as given
 /// (`role`, `content` and whatever else it understands, such as `name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant`, ...
     pub role: String,
@@ -21,6 +22,7 @@ pub struct ChatMessage {
 /// Body of `POST /channels/{channel}/llm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartRequest {
     /// The conversation, OpenAI style.
     pub messages: Vec<ChatMessage>,
@@ -44,21 +46,26 @@ pub struct StartRequest {
 
 /// Reply to a started job (202), once its response message exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStarted {
     /// The job id (for `DELETE /llm/jobs/{id}`).
     pub job: String,
     /// The response message the job streams into.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Serial))]
     pub serial: Serial,
 }
 
 /// A running job, as listed by `GET /llm/jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     /// The job id.
     pub job: String,
     /// The channel it writes to.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ChannelName))]
     pub channel: ChannelName,
     /// The response message.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Serial))]
     pub serial: Serial,
     /// The model asked for.
     pub model: String,
@@ -70,6 +77,7 @@ pub struct JobInfo {
 
 /// Reply to `GET /llm/jobs`, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     /// The running jobs.
     pub jobs: Vec<JobInfo>,
@@ -78,6 +86,7 @@ pub struct JobList {
 /// Reply to `DELETE /llm/jobs/{id}` (202): the job was asked to stop; its
 /// message ends `cancelled` moments later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobCancelling {
     /// The job id.
     pub job: String,

@@ -10,14 +10,18 @@ use serde_json::Value;
 /// One member: a connection of a client on a channel (a user on two
 /// devices is two members).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member<'a> {
     /// The client's identity (from its credential).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub client_id: Option<Cow<'a, str>>,
     /// The connection: the key of a member.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub connection_id: Cow<'a, str>,
     /// Free-form state: role, status (`thinking`, `streaming`, `handed-off`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub data: Cow<'a, Value>,
     /// When the member entered or last updated (ms since the Unix epoch).
     pub timestamp: u64,

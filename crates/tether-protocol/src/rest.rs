@@ -15,20 +15,26 @@ use crate::presence::Member;
 /// them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PublishBody {
     /// Several messages, applied in order (not atomically).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::NewMessage>))]
     Many(Vec<NewMessage>),
     /// One message.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::NewMessage))]
     One(NewMessage),
 }
 
 /// The acknowledgement of a publish or mutation over REST (the WebSocket
 /// `ack` frame carries the same fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckBody {
     /// The message's serial.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Serial))]
     pub serial: Serial,
     /// The operation's serial.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Serial))]
     pub version_serial: Serial,
     /// Whether this was a repeat of an idempotent publish.
     pub duplicate: bool,
@@ -37,6 +43,7 @@ pub struct AckBody {
 /// One element of an array publish's reply: an ack or an error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PublishResult {
     /// Applied.
     Ok(AckBody),
@@ -46,6 +53,7 @@ pub enum PublishResult {
 
 /// Reply to an array publish: one result per element, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublishResults {
     /// The results.
     pub results: Vec<PublishResult>,
@@ -53,23 +61,29 @@ pub struct PublishResults {
 
 /// Reply to `GET /channels/{channel}/messages/{serial}/versions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Versions {
     /// Oldest first: create, each update and delete, and the current
     /// version if appends followed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Message>))]
     pub versions: Vec<Message>,
 }
 
 /// Reply to `GET /channels/{channel}/messages`: one page of history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     /// Current version of each message, in the requested direction.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Message>))]
     pub messages: Vec<Message>,
     /// Cursor for the next page, `null` on the last one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Serial>))]
     pub next: Option<Serial>,
 }
 
 /// Reply to `GET /channels/{channel}/presence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Members<'a> {
     /// The current members.
     pub members: Vec<Member<'a>>,
@@ -78,26 +92,32 @@ pub struct Members<'a> {
 /// Reply to `GET /channels/{channel}`: the log's bounds, `null`s for a
 /// channel never written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelInfo {
     /// The channel.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ChannelName))]
     pub channel: ChannelName,
     /// The log's epoch.
     pub epoch: Option<u64>,
     /// The oldest serial retained.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Serial>))]
     pub first: Option<Serial>,
     /// The head: the position a subscriber that has everything holds.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Serial>))]
     pub position: Option<Serial>,
 }
 
 /// Body of `POST /keys/{key}/tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// Identity of the user or device the token is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Capabilities; the key's own when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Capabilities>))]
     pub capabilities: Option<Capabilities>,
     /// Lifetime in seconds (default one hour, at most one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +126,7 @@ pub struct TokenRequest {
 
 /// Reply to `POST /keys/{key}/tokens` (201).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// The JWT.
     pub token: String,

@@ -286,11 +286,7 @@ impl Config {
             ));
         }
         for (name, key) in &self.keys {
-            if name.is_empty() || name.contains(':') || key.secret.len() < 16 {
-                return Err(ConfigError::Inconsistent(format!(
-                    "key {name:?}: names must be non-empty without ':' and secrets at least 16 characters"
-                )));
-            }
+            crate::auth::check_key(name, &key.secret).map_err(ConfigError::Inconsistent)?;
         }
         // `-` names the connections still waiting for their `auth` frame.
         let reserved = crate::auth::UNAUTHENTICATED;

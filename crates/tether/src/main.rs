@@ -124,15 +124,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     init_logging(&config.log_format);
     tether_server::runtime::block_on(async move {
-        if config.dev {
-            tracing::warn!(
-                "DEVELOPMENT MODE: authentication is off; anyone who can reach {} can read and write every channel",
-                config.listen
-            );
-        }
         // Listening for SIGTERM before anyone can connect: a signal that
         // came before the handler would kill the process ungracefully.
         let signal = shutdown_signal();
+        let dev = config.dev;
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(err) => {
@@ -140,6 +135,14 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if dev {
+            // After binding, so the warning names the real address (the
+            // port the OS chose for `--listen 127.0.0.1:0`).
+            tracing::warn!(
+                "DEVELOPMENT MODE: authentication is off; anyone who can reach {} can read and write every channel",
+                server.url()
+            );
+        }
         // The one line on stdout: scripts and tests read the bound address.
         println!("listening on {}", server.url());
         server.run_until(signal).await;

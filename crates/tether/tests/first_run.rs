@@ -75,3 +75,46 @@ fn start_up_logs_only_tethers_own_lines() {
         );
     }
 }
+
+/// `--listen 127.0.0.1:0` lets the OS pick the port; a warning naming
+/// `:0` would tell the developer nothing about where the open server is.
+#[test]
+fn dev_warning_names_the_bound_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("TETHER_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tether");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read address");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    assert!(!url.ends_with(":0"), "{url}");
+    child.kill().expect("kill");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let _ = child.wait();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("DEVELOPMENT MODE"))
+        .unwrap_or_else(|| panic!("no dev-mode warning:\n{stderr}"));
+    assert!(
+        warning.contains(&format!("{url} ")),
+        "the warning does not name {url}: {warning}"
+    );
+    assert!(!warning.contains(":0 "), "{warning}");
+}

@@ -40,6 +40,30 @@ pub struct KeyConfig {
     pub capabilities: Capabilities,
 }
 
+/// Shortest secret an API key may have. The secret signs the key's HS256
+/// tokens, so a short one could be guessed offline from any token seen.
+const MIN_SECRET_LEN: usize = 16;
+
+/// Whether `name` and `secret` make an acceptable API key: a non-empty
+/// name without `:` (the separator of `name:secret`) and a secret of at
+/// least 16 bytes. The one rule for the server's configuration and
+/// for `tether token`, so the CLI never mints a token the server would
+/// refuse to verify. The error says what is wrong, for people.
+pub fn check_key(name: &str, secret: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(':') {
+        return Err(format!(
+            "key {name:?}: the name must be non-empty and contain no ':'"
+        ));
+    }
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "key {name:?}: the secret is {} bytes long; it must be at least {MIN_SECRET_LEN}",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
 /// An external token issuer's public key (RS256 or ES256).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

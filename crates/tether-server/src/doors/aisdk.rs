@@ -93,6 +93,22 @@ enum End {
 }
 
 /// `GET /channels/{channel}/aisdk/stream`
+///
+/// The channel's in-progress response as an AI SDK UI message stream
+/// (`useChat({ resume: true })`).
+#[utoipa::path(
+    get,
+    operation_id = "aisdk_stream",
+    path = "/channels/{channel}/aisdk/stream",
+    tag = "streams",
+    params(("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "UI message chunks from the start of the response (`start`, `text-start`, `text-delta`..., `text-end`, `finish`, `abort` or `error`), then `data: [DONE]`; header `x-vercel-ai-ui-message-stream: v1`."),
+        (status = 204, description = "No response is streaming on the channel: nothing to resume."),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn stream(
     State(app): State<App>,
     Caller(caller): Caller,

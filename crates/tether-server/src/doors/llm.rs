@@ -114,6 +114,18 @@ impl Checked for StartRequest {
 /// `POST /channels/{channel}/llm`: starts a job and answers `202` with
 /// `{"job", "serial"}` once the response message exists. The job runs on
 /// in its own task, whether or not anyone is still connected.
+#[utoipa::path(
+    post,
+    path = "/channels/{channel}/llm",
+    tag = "llm",
+    params(("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")),
+    request_body = StartRequest,
+    responses(
+        (status = 202, description = "Started: the job and the response message it streams into.", body = JobStarted),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn start(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -193,6 +205,16 @@ pub(crate) async fn start(
 
 /// `GET /llm/jobs`: `{"jobs": [{job, channel, serial, model, started_at,
 /// tokens}]}`, oldest first. Needs the `stats` capability.
+#[utoipa::path(
+    get,
+    path = "/llm/jobs",
+    tag = "llm",
+    responses(
+        (status = 200, description = "The running jobs, oldest first.", body = JobList),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -206,6 +228,17 @@ pub(crate) async fn list(
 
 /// `DELETE /llm/jobs/{id}`: asks a job to stop; its message ends
 /// `cancelled` moments later. Needs the `stats` capability.
+#[utoipa::path(
+    delete,
+    path = "/llm/jobs/{job}",
+    tag = "llm",
+    params(("job" = String, Path, description = "The job id from the start reply or the list.")),
+    responses(
+        (status = 202, description = "Asked to stop.", body = JobCancelling),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn cancel(
     State(app): State<App>,
     Caller(caller): Caller,

@@ -8,7 +8,9 @@
 //! - [`aisdk`]: a channel's streaming response as a Vercel AI SDK UI
 //!   message stream.
 //! - [`caller`]: the credential of an HTTP request as a `Principal`,
-//!   shared by every door.
+//!   shared by every door (and its schemes, for `/openapi.json`).
+//! - [`openapi`]: schema-only twins the doors' `/openapi.json`
+//!   annotations use for types without a schema derive.
 //!
 //! A new protocol is a new module here. It reuses the engine (which
 //! authorizes and rate-limits every mutation), the connection sessions of
@@ -18,6 +20,7 @@
 pub(crate) mod aisdk;
 pub(crate) mod caller;
 pub(crate) mod llm;
+pub(crate) mod openapi;
 pub(crate) mod rest;
 pub(crate) mod sse;
 pub(crate) mod ws;

@@ -5,16 +5,17 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tether_core::{
     AppendOp, ChannelName, DeleteOp, ErrorCode, ErrorInfo, Message, Operation, Serial, UpdateOp,
 };
 use tether_protocol::rest::{
-    ChannelInfo, HistoryPage, Members, PublishBody, PublishResult, PublishResults, TokenResponse,
-    Versions,
+    ChannelInfo, HistoryPage, Members, PublishBody, PublishResult, PublishResults, TokenRequest,
+    TokenResponse, Versions,
 };
 use tether_protocol::{DEFAULT_PAGE, MAX_PAGE};
 use tether_store::{Direction, HistoryQuery};
+use utoipa::{IntoParams, ToSchema};
 
 use super::caller::Caller;
 use crate::auth::Principal;
@@ -24,7 +25,36 @@ use crate::protocol::{self, AckBody, ErrorBody};
 use crate::state::App;
 use tether_core::capability::Operation as Cap;
 
+/// What a publish answers: the ack of one message, or one result per
+/// element of an array. One type for both, so the handler and its
+/// description (`/openapi.json`) cannot disagree.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum PublishReply {
+    /// The body was one message.
+    One(AckBody),
+    /// The body was an array.
+    Many(PublishResults),
+}
+
 /// `POST /channels/{channel}/messages`
+///
+/// Publishes one message, or an array of them (applied in order, each
+/// answered on its own).
+#[utoipa::path(
+    post,
+    path = "/channels/{channel}/messages",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")
+    ),
+    request_body(content = PublishBody, description = "One new message or an array of them."),
+    responses(
+        (status = 201, description = "Durable: an ack, or for an array one result per element.", body = PublishReply),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn publish(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -35,7 +65,7 @@ pub(crate) async fn publish(
     match body?.0 {
         PublishBody::One(message) => {
             let ack = apply(&app, &caller, channel, Operation::Create(message)).await?;
-            Ok((StatusCode::CREATED, Json(ack)).into_response())
+            Ok((StatusCode::CREATED, Json(PublishReply::One(ack))).into_response())
         }
         PublishBody::Many(messages) => {
             // Authorized and charged whole, submitted in order (one batch),
@@ -58,12 +88,30 @@ pub(crate) async fn publish(
                     }),
                 });
             }
-            Ok((StatusCode::CREATED, Json(PublishResults { results })).into_response())
+            let reply = PublishReply::Many(PublishResults { results });
+            Ok((StatusCode::CREATED, Json(reply)).into_response())
         }
     }
 }
 
 /// `POST /channels/{channel}/messages/{serial}/append`
+///
+/// Concatenates a fragment onto a message's string data (streaming).
+#[utoipa::path(
+    post,
+    path = "/channels/{channel}/messages/{serial}/append",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("serial" = tether_protocol::openapi::Serial, Path, description = "The message: the serial of its create.")
+    ),
+    request_body = tether_protocol::openapi::AppendOp,
+    responses(
+        (status = 200, description = "Durable.", body = AckBody),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn append(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -79,6 +127,23 @@ pub(crate) async fn append(
 }
 
 /// `PATCH /channels/{channel}/messages/{serial}`
+///
+/// A new version of a message (absent fields stay; extras merge).
+#[utoipa::path(
+    patch,
+    path = "/channels/{channel}/messages/{serial}",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("serial" = tether_protocol::openapi::Serial, Path, description = "The message: the serial of its create.")
+    ),
+    request_body = tether_protocol::openapi::UpdateOp,
+    responses(
+        (status = 200, description = "Durable.", body = AckBody),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn update(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -94,6 +159,23 @@ pub(crate) async fn update(
 }
 
 /// `DELETE /channels/{channel}/messages/{serial}` (body optional)
+///
+/// Soft delete: the message becomes a tombstone in its place.
+#[utoipa::path(
+    delete,
+    path = "/channels/{channel}/messages/{serial}",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("serial" = tether_protocol::openapi::Serial, Path, description = "The message: the serial of its create.")
+    ),
+    request_body(content = Option<tether_protocol::openapi::DeleteOp>, description = "Optional: why, and metadata."),
+    responses(
+        (status = 200, description = "Durable.", body = AckBody),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn delete(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -111,6 +193,22 @@ pub(crate) async fn delete(
 }
 
 /// `GET /channels/{channel}/messages/{serial}`
+///
+/// A message's current version (appends folded in).
+#[utoipa::path(
+    get,
+    path = "/channels/{channel}/messages/{serial}",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("serial" = tether_protocol::openapi::Serial, Path, description = "The message: the serial of its create.")
+    ),
+    responses(
+        (status = 200, description = "The message.", body = tether_protocol::openapi::Message),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn get_message(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -122,6 +220,22 @@ pub(crate) async fn get_message(
 }
 
 /// `GET /channels/{channel}/messages/{serial}/versions`
+///
+/// Every version of a message, oldest first.
+#[utoipa::path(
+    get,
+    path = "/channels/{channel}/messages/{serial}/versions",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("serial" = tether_protocol::openapi::Serial, Path, description = "The message: the serial of its create.")
+    ),
+    responses(
+        (status = 200, description = "The versions.", body = Versions),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn versions(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -134,26 +248,58 @@ pub(crate) async fn versions(
 }
 
 /// Query of `GET /channels/{channel}/messages`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
+    /// Page size, 1-1000 (default 100).
     limit: Option<usize>,
+    /// `backwards` (newest first, the default) or `forwards`.
+    #[param(value_type = Option<super::openapi::Direction>)]
     direction: Option<Direction>,
+    /// The previous page's `next`.
+    #[param(value_type = Option<tether_protocol::openapi::Serial>)]
     cursor: Option<String>,
+    /// Oldest serial to include.
+    #[param(value_type = Option<tether_protocol::openapi::Serial>)]
     start: Option<String>,
+    /// Newest serial to include.
+    #[param(value_type = Option<tether_protocol::openapi::Serial>)]
     end: Option<String>,
+    /// Earliest creation time, ms since the Unix epoch.
     from_time: Option<u64>,
+    /// Latest creation time, ms since the Unix epoch.
     to_time: Option<u64>,
-    // Credentials may come as query parameters (see auth::extract).
+    // Credentials may come as query parameters (see auth::extract); the
+    // description has them as security schemes and a shared parameter.
     #[serde(rename = "token")]
+    #[param(ignore)]
     _token: Option<String>,
     #[serde(rename = "key")]
+    #[param(ignore)]
     _key: Option<String>,
     #[serde(rename = "client_id")]
+    #[param(ignore)]
     _client_id: Option<String>,
 }
 
 /// `GET /channels/{channel}/messages`
+///
+/// A page of history: current versions, newest first by default.
+#[utoipa::path(
+    get,
+    path = "/channels/{channel}/messages",
+    tag = "messages",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        HistoryParams
+    ),
+    responses(
+        (status = 200, description = "One page; `next` is the cursor of the following one.", body = HistoryPage),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn history(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -190,6 +336,19 @@ pub(crate) async fn history(
 }
 
 /// `GET /channels/{channel}/presence`: the current members.
+#[utoipa::path(
+    get,
+    path = "/channels/{channel}/presence",
+    tag = "presence",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")
+    ),
+    responses(
+        (status = 200, description = "The members.", body = Members),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn presence(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -203,6 +362,19 @@ pub(crate) async fn presence(
 }
 
 /// `GET /channels/{channel}`: the log's bounds.
+#[utoipa::path(
+    get,
+    path = "/channels/{channel}",
+    tag = "channels",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`.")
+    ),
+    responses(
+        (status = 200, description = "Epoch, oldest retained serial and head (`null`s for a channel never written).", body = ChannelInfo),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn channel_info(
     State(app): State<App>,
     Caller(caller): Caller,
@@ -252,11 +424,25 @@ async fn apply(
 }
 
 /// `POST /keys/{key}/tokens`: a key holder mints a token for a client.
+#[utoipa::path(
+    post,
+    path = "/keys/{key}/tokens",
+    tag = "tokens",
+    params(
+        ("key" = String, Path, description = "The API key's name; only its holder (Basic auth or `?key=`) may mint.")
+    ),
+    request_body(content = Option<TokenRequest>, description = "Identity, capabilities (within the key's) and lifetime; all optional."),
+    responses(
+        (status = 201, description = "The token.", body = TokenResponse),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn mint_token(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(key): Path<String>,
-    body: Result<Json<crate::auth::TokenRequest>, JsonRejection>,
+    body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     if caller.key != key || caller.expires_at.is_some() {
         return Err(ErrorInfo::new(
@@ -267,7 +453,7 @@ pub(crate) async fn mint_token(
     }
     let request = match body {
         Ok(Json(request)) => request,
-        Err(JsonRejection::MissingJsonContentType(_)) => crate::auth::TokenRequest::default(),
+        Err(JsonRejection::MissingJsonContentType(_)) => TokenRequest::default(),
         Err(rejection) => return Err(rejection.into()),
     };
     let client_id = request.client_id.clone();

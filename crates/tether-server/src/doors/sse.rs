@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tether_core::{ErrorCode, ErrorInfo};
+use utoipa::IntoParams;
 
 use super::caller::Caller;
 use crate::engine::{Feed, Start};
@@ -27,9 +28,14 @@ use crate::state::App;
 use tether_core::capability::Operation as Cap;
 
 /// Query of the SSE endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamParams {
+    /// Resume after this position (`Last-Event-ID` wins when both are
+    /// given): exactly what was missed, then live.
+    #[param(value_type = Option<tether_protocol::openapi::Serial>)]
     from: Option<String>,
+    /// Without a position: start with the last N messages (at most 100).
     rewind: Option<usize>,
     /// Also stream presence (`presence-sync`, then `presence` events).
     #[serde(default)]
@@ -39,6 +45,25 @@ pub(crate) struct StreamParams {
 }
 
 /// `GET /channels/{channel}/stream`
+///
+/// The channel as Server-Sent Events: what was missed after the position,
+/// then live.
+#[utoipa::path(
+    get,
+    operation_id = "sse_stream",
+    path = "/channels/{channel}/stream",
+    tag = "streams",
+    params(
+        ("channel" = tether_protocol::openapi::ChannelName, Path, description = "The channel, e.g. `conversation:42`."),
+        ("Last-Event-ID" = Option<tether_protocol::openapi::Serial>, Header, description = "The last event's id; browsers send it when they reconnect."),
+        StreamParams
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "Events `attached` (continuity), `message` (a message or an operation on one; `id:` is its position), `synced`, `ephemeral`, `presence-sync`, `presence` and `error` (then the stream ends), with keep-alive comments. The data of each is JSON, as in docs/protocol.md."),
+        (status = "4XX", description = "Refused; the code says why (docs/errors.md).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Not applied: server or storage failure, shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn stream(
     State(app): State<App>,
     Caller(caller): Caller,

@@ -9,7 +9,7 @@ use clap::Args;
 use tether_core::Capabilities;
 use tether_core::capability::Grant;
 
-use tether_server::auth::{KeyConfig, TokenRequest, token};
+use tether_server::auth::{KeyConfig, TokenRequest, check_key, token};
 
 /// Flags of `tether token`.
 #[derive(Debug, Args)]
@@ -49,6 +49,9 @@ fn mint(args: TokenArgs) -> Result<String, String> {
         .key
         .split_once(':')
         .ok_or("--key must be name:secret")?;
+    // The server refuses such a key at start-up, so a token signed with it
+    // could never be verified: say so instead of printing one.
+    check_key(name, secret).map_err(|reason| format!("--key: {reason}"))?;
     let capabilities = if args.capabilities.is_empty() {
         None
     } else {

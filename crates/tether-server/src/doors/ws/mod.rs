@@ -68,13 +68,17 @@ const ACK_QUEUE: usize = 4096;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Query parameters of `GET /ws`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
     /// A JWT.
+    #[param(ignore)]
     pub token: Option<String>,
     /// An API key `name:secret`.
+    #[param(ignore)]
     pub key: Option<String>,
     /// The identity a key holder acts as.
+    #[param(ignore)]
     pub client_id: Option<String>,
     /// Roll-up window for this connection's subscriptions (ms, 0 = off);
     /// the channel's namespace setting when absent.
@@ -92,6 +96,19 @@ const MAX_ROLLUP_MS: u64 = 5_000;
 /// request that is no valid upgrade (a plain GET, a bad
 /// `Sec-WebSocket-Version`) or has bad parameters gets the JSON error body
 /// like every other HTTP error, not the extractor's plain text.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "connections",
+    params(WsQuery),
+    // With a credential, or none: it may come as the first frame instead.
+    security((), ("bearer" = []), ("basic" = []), ("token" = []), ("key" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol: JSON frames as in docs/protocol.md."),
+        (status = "4XX", description = "Not a valid upgrade, or a bad credential (refused before the upgrade).", body = tether_protocol::ErrorBody),
+        (status = "5XX", description = "Too many connections waiting to authenticate, or shutting down.", body = tether_protocol::ErrorBody),
+    )
+)]
 pub(crate) async fn upgrade(
     State(app): State<App>,
     query: Result<Query<WsQuery>, QueryRejection>,
