@@ -11,6 +11,7 @@ use serde_json::json;
 use tether_bench::report::{Report, RunRecord, SweepPoint, sweep_svg};
 use tether_bench::stats::Metrics;
 use tether_bench::target::{Server, TetherSpec};
+use tether_bench::workloads::fixed::{self, FixedSpec};
 use tether_bench::workloads::idle::IdleSpec;
 use tether_bench::workloads::peers::{
     self, FanoutProtocol, FanoutSpec, LogProtocol, LogSpec, PusherApp,
@@ -33,7 +34,9 @@ use tether_bench::{Ctx, Result, err};
 /// soak (steady W1 load for --duration with the server's RSS sampled every
 /// --sample-every seconds, then --cooldown idle seconds; not in `all`),
 /// write-amp (disk bytes written per appended byte: one 20,000-append
-/// message one append at a time, and 1,000 × 200; not in `all`).
+/// message one append at a time, and 1,000 × 200; not in `all`), fixed
+/// (--channels streams × --appends appends with a subscriber each, an exact
+/// amount of work for bench/instructions.sh; not in `all`).
 #[derive(Debug, Parser)]
 #[command(name = "tether-bench", version)]
 struct Opts {
@@ -77,6 +80,9 @@ struct Opts {
     /// W1: channels (one publisher and one subscriber each).
     #[arg(long)]
     channels: Option<usize>,
+    /// fixed: appends per stream.
+    #[arg(long)]
+    appends: Option<usize>,
     /// W1: appends per second per channel.
     #[arg(long)]
     rate: Option<f64>,
@@ -408,6 +414,20 @@ async fn run_workload(o: &Opts, ctx: &Ctx, name: &str, report: &mut Report) -> R
             report
                 .runs
                 .push(RunRecord::new("w3", &label, json!(spec), runs));
+        }
+        "fixed" => {
+            let spec = FixedSpec {
+                streams: o.channels.unwrap_or(100),
+                appends: o.appends.unwrap_or(100),
+                ..FixedSpec::default()
+            };
+            let server = o.tether(&o.fsync).await?;
+            let label = server.label.clone();
+            let result = fixed::run(&server, &spec).await;
+            server.stop().await;
+            report
+                .runs
+                .push(RunRecord::new("fixed", &label, json!(spec), vec![result?]));
         }
         "write-amp" => {
             let spec = o.write_amp();

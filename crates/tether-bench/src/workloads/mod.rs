@@ -10,11 +10,14 @@
 //!   at once.
 //! - [`peers`]: the same measurements against the Durable Streams
 //!   reference server and Sockudo.
+//! - [`fixed`]: an exact amount of streaming (N streams × M appends, one
+//!   subscriber each) for instruction counts under callgrind.
 //! - [`write_amp`]: disk bytes written per appended byte, for one long
 //!   message and for many short ones.
 //! - [`soak`]: minutes of steady W1-style load with the server's RSS
 //!   sampled throughout and after: memory must plateau.
 
+pub mod fixed;
 pub mod idle;
 pub mod peers;
 pub mod resume;
