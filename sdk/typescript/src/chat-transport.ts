@@ -150,6 +150,8 @@ export class TetherChatTransport<UI_MESSAGE extends ChatMessageLike = ChatMessag
     // however fast the agent is (and a fresh attach's rewind covers the rest).
     if (agent) channel.attach().catch(() => undefined);
     const prompt = await this.publishPrompt(channel, messages, trigger, agent);
+    // Stopped while the prompt went out: start no (paid) answer at all.
+    if (abortSignal?.aborted && !agent) throw abortError();
     const serial = agent
       ? awaitResponse(channel, requirePrompt(prompt), this.opts.agentTimeoutMs ?? 30_000)
       : this.startBridge(channel, messages, prompt, body);
@@ -246,6 +248,13 @@ export class TetherChatTransport<UI_MESSAGE extends ChatMessageLike = ChatMessag
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   }
+}
+
+/** What `fetch` throws when aborted: the chat treats an `AbortError` as a stop, not a failure. */
+function abortError(): Error {
+  const err = new Error('the chat was stopped');
+  err.name = 'AbortError';
+  return err;
 }
 
 /** Agent mode needs a prompt to wait for an answer to. */

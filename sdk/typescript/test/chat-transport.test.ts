@@ -242,10 +242,10 @@ describe('bridge mode', () => {
   test('stop() after a reload cancels the resumed response; a superseded resume does not', async () => {
     const chatId = randomUUID();
     const channel = `chat:${chatId}`;
-    const starter = transport();
-    void new TestChat({ id: chatId, transport: starter }).sendMessage({ text: 'Long [[tokens:3000]] [[tps:200]]' });
+    // The tab that asked stays open; the same chat is reloaded in another tab.
+    const asker = new TestChat({ id: chatId, transport: transport() });
+    const asking = asker.sendMessage({ text: 'Long [[tokens:3000]] [[tps:200]]' });
     await response(channel, (m) => String(m.data).length > 20);
-    starter.close();
 
     const chat = new TestChat({ id: chatId, transport: transport() });
     // Twice, as React's strict mode does: the first resume is aborted by the second.
@@ -259,6 +259,63 @@ describe('bridge mode', () => {
     assert.equal(chat.status, 'ready');
     const answer = await response(channel, ended);
     assert.equal(answer.extras?.['stream'], 'cancelled');
+    // The asking tab sees the stop too: its answer ends (an abort, not an error) with the stored text.
+    await asking;
+    assert.equal(asker.status, 'ready');
+    assert.equal(textOf(asker.messages[1]), answer.data);
+    // The tab that stopped keeps what it had shown (the chat ignores chunks after a stop).
+    assert.ok(String(answer.data).startsWith(textOf(chat.messages[0])));
+  });
+
+  /** A fetch that holds the responses of requests whose path ends with `suffix` until `release()`. */
+  function holding(suffix: string): { fetch: typeof fetch; held: Promise<void>; release(): void } {
+    let release = () => {};
+    let reached = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const held = new Promise<void>((r) => (reached = r));
+    const f: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (new URL(String(input)).pathname.endsWith(suffix) && init?.method === 'POST') {
+        reached();
+        await gate;
+      }
+      return res;
+    };
+    return { fetch: f, held, release };
+  }
+
+  test('stop() while the bridge is starting cancels the answer once it exists', async () => {
+    const chatId = randomUUID();
+    const gate = holding('/llm');
+    const chat = new TestChat({ id: chatId, transport: transport({ fetch: gate.fetch }) });
+    const sending = chat.sendMessage({ text: 'Too late [[tokens:3000]] [[tps:200]]' });
+    await gate.held; // the job runs on the server; its serial has not reached the page
+    const stopping = chat.stop();
+    gate.release();
+    await Promise.all([stopping, sending]);
+    assert.equal(chat.status, 'ready');
+    const answer = await response(`chat:${chatId}`, ended);
+    assert.equal(answer.extras?.['stream'], 'cancelled');
+  });
+
+  test('stop() while the prompt is being published starts no answer', async () => {
+    const chatId = randomUUID();
+    const gate = holding('/messages');
+    const chat = new TestChat({ id: chatId, transport: transport({ fetch: gate.fetch }) });
+    const sending = chat.sendMessage({ text: 'Never mind [[tokens:3]]' });
+    await gate.held;
+    const stopping = chat.stop();
+    gate.release();
+    await Promise.all([stopping, sending]);
+    assert.equal(chat.status, 'ready');
+    assert.equal(chat.error, undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    const all = await stored(`chat:${chatId}`);
+    assert.deepEqual(
+      all.map((m) => m.name),
+      ['prompt'],
+      'the message was sent, but no bridge job was started',
+    );
   });
 
   test('a failing model surfaces as the chat error', async () => {
@@ -276,6 +333,7 @@ describe('bridge mode', () => {
     await chat.sendMessage({ text: 'hi' });
     assert.equal(chat.status, 'error');
     assert.match(chat.error?.message ?? '', /model/i);
+    assert.equal((chat.error as { code?: number } | undefined)?.code, 40300);
   });
 });
 
