@@ -236,8 +236,8 @@ export class TetherChatTransport<UI_MESSAGE extends ChatMessageLike = ChatMessag
         if (!stillWanted()) return;
         serial
           .then(async (s) => {
-            const known = find(channel.messages(), s);
-            if (known && isStreamEnded(streamStatus(known))) return;
+            const current = find(channel.messages(), s) ?? (await channel.message(s));
+            if (isStreamEnded(streamStatus(current))) return; // over already: no stray cancel message
             await channel.cancel(s);
           })
           .catch(() => {

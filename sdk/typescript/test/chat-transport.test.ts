@@ -207,6 +207,27 @@ describe('bridge mode', () => {
     assert.ok(sockets.length > 1, 'it reconnected');
   });
 
+  test('over the SSE fallback the answer arrives and stop() cancels it the same way', async () => {
+    const chatId = randomUUID();
+    const sse = { transport: 'sse' as const, WebSocket: undefined };
+    const t = transport(sse);
+    assert.equal(t.client.transport, 'sse');
+    const chat = new TestChat({ id: chatId, transport: t });
+    await chat.sendMessage({ text: 'Over SSE [[tokens:20]] [[tps:200]]' });
+    assert.equal(chat.status, 'ready');
+    const answer = await response(`chat:${chatId}`);
+    assert.equal(textOf(chat.messages[1]), answer.data);
+    assert.ok(String(answer.data).endsWith(' t20'));
+
+    const sending = chat.sendMessage({ text: 'Stop me [[tokens:3000]] [[tps:200]]' });
+    await waitFor(() => chat.status === 'streaming' && textOf(chat.messages[3]).length > 0, 15000, 'streaming');
+    await chat.stop();
+    await sending;
+    const stopped = await response(`chat:${chatId}`, ended);
+    assert.notEqual(stopped.serial, answer.serial);
+    assert.equal(stopped.extras?.['stream'], 'cancelled');
+  });
+
   test('nothing streaming: reconnectToStream resolves to null and the chat stays ready', async () => {
     const chatId = randomUUID();
     const t = transport();
