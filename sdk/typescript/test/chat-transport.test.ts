@@ -161,6 +161,23 @@ describe('bridge mode', () => {
     assert.equal(textOf(chat.messages[1]), responses[0]?.data);
   });
 
+  test('regenerate() asks the bridge again without publishing the prompt twice', async () => {
+    const chatId = randomUUID();
+    const chat = new TestChat({ id: chatId, transport: transport() });
+    await chat.sendMessage({ text: 'again [[tokens:3]] [[tps:0]]' });
+    const firstAnswer = chat.messages[1]?.id;
+    await chat.regenerate();
+    assert.equal(chat.status, 'ready');
+    assert.equal(chat.messages.length, 2, 'the old answer is replaced');
+    const all = await stored(`chat:${chatId}`);
+    assert.equal(all.filter((m) => m.name === 'prompt').length, 1);
+    const responses = all.filter((m) => streamStatus(m) === 'complete');
+    assert.equal(responses.length, 2);
+    assert.equal(chat.messages[1]?.id, responses[1]?.id);
+    assert.notEqual(chat.messages[1]?.id, firstAnswer);
+    assert.equal(responses[1]?.extras?.['prompt'], undefined, 'no new prompt to name');
+  });
+
   test('a page reload mid-stream resumes with the full text exactly once, on every tab', async () => {
     const chatId = randomUUID();
     const channel = `chat:${chatId}`;
