@@ -24,5 +24,15 @@ export { ErrorCodes, TetherError } from './errors.js';
 export { View, type FoldResult } from './view.js';
 export { MemoryStorage } from './storage.js';
 export { RestClient } from './rest.js';
+export {
+  TetherChatTransport,
+  type BridgeOptions,
+  type ChatTransportOptions,
+  type TetherChatTransportOptions,
+} from './chat-transport.js';
+export { ResponseChunker, responseStream } from './ui-stream.js';
+export { awaitResponse, responseTo } from './await-response.js';
+export { textOf, toModelMessages, type ModelMessage } from './chat-prompt.js';
+export type { ChatMessageLike, ChatRequestOptionsLike, UIChunk } from './ai-types.js';
 export type { BackoffOptions } from './util.js';
 export type * from './types.js';

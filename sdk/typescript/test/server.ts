@@ -90,6 +90,63 @@ export async function startServer(opts: ServerOptions = {}): Promise<Server> {
   };
 }
 
+/** The server's built-in fake OpenAI-compatible LLM (`tether fake-llm`), for the LLM bridge. */
+export interface FakeLlm {
+  /** Its base URL, for the server's `[llm] base_url`. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The path of the tether binary the tests run. */
+function tetherBin(): string {
+  const bin = process.env.TETHER_BIN ? resolve(process.env.TETHER_BIN) : resolve(pkgRoot, '../../target/debug/tether');
+  if (!existsSync(bin)) {
+    throw new Error(`tether binary not found at ${bin}: build it (cargo build --bin tether) or set TETHER_BIN`);
+  }
+  return bin;
+}
+
+/**
+ * Starts `tether fake-llm` on a free port. It answers `You said: <message>.`
+ * then ` t1 t2 ...`; prompts steer it with `[[tokens:N]]`, `[[tps:N]]`,
+ * `[[fail:500]]` and the like (docs/ai-streaming.md).
+ */
+export async function startFakeLlm(): Promise<FakeLlm> {
+  const child = spawn(tetherBin(), ['fake-llm', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = await listening(child, 'fake LLM');
+  return { url, stop: () => stopChild(child) };
+}
+
+/** A server config whose LLM bridge calls `llm` with model `fake-1`. */
+export function bridgeConfig(llm: FakeLlm): string {
+  return `[llm]\nbase_url = "${llm.url}"\nmodel = "fake-1"\n`;
+}
+
+/** Reads `listening on http://...` from a child's stdout. */
+function listening(child: ChildProcess, what: string): Promise<string> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise<string>((resolveUrl, reject) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`${what} did not print "listening on" within 30 s; stdout: ${out}; stderr: ${stderr}`)), 30000);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolveUrl(m[1].replace(/\/+$/, ''));
+      }
+    });
+    child.on('exit', (code, signal) => fail(new Error(`${what} exited early (${code ?? signal}); stderr: ${stderr}`)));
+    child.on('error', (err) => fail(err));
+  });
+}
+
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
