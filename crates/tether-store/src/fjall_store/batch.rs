@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::fragments::{Debt, current_state, fragment_key, fragments_prefix};
 use super::keys::{id_key, id_time_key, seq_key, version_key};
+use super::message_codec::encode_message;
 use super::records::{ChannelMeta, IdRecord, decode, encode, encode_ts};
 use super::recover::OPS_KEY;
 use super::writer::{Broken, Writer};
@@ -219,7 +220,7 @@ impl Writer {
                 Written::Checkpoint => true,
                 Written::Fragments => match staged.fragment.take() {
                     Some((version, fragment)) => {
-                        let bytes = encode(&fragment)?;
+                        let bytes = encode_message(&fragment);
                         if staged.debt.due_with(bytes.len()) {
                             true
                         } else {
@@ -238,7 +239,7 @@ impl Writer {
             if !checkpoint {
                 continue;
             }
-            let bytes = encode(&staged.message)?;
+            let bytes = encode_message(&staged.message);
             // The fragments of earlier groups; this group's own was never
             // written, the checkpoint holds it.
             for version in staged.debt.fragments.drain(..) {
@@ -357,10 +358,10 @@ impl Writer {
         // Encode everything before touching the batch, so a failure cannot
         // leave half an operation in it. (Encoding these types to JSON
         // cannot fail: every map key is a string.)
-        let event_bytes = encode(&event)?;
+        let event_bytes = encode_message(&event);
         let version_bytes = match event.action {
             Action::Append => None,
-            Action::Create | Action::Update | Action::Delete => Some(encode(&state)?),
+            Action::Create | Action::Update | Action::Delete => Some(encode_message(&state)),
         };
         let id_record = IdRecord { serial, timestamp };
         let id_bytes = idempotency_key

@@ -20,7 +20,7 @@ use tether_core::fold::fold_fragment;
 use tether_core::{ChannelName, Message};
 
 use super::keys::{seq_key, trailing_seq, version_key};
-use super::records::decode;
+use super::message_codec::decode_message;
 use super::storage;
 use crate::StoreError;
 
@@ -92,7 +92,7 @@ pub(crate) fn current_state<I>(
 where
     I: IntoIterator<Item = Result<(fjall::UserKey, fjall::UserValue), fjall::Error>>,
 {
-    let mut state: Message = decode("message state", checkpoint)?;
+    let mut state = decode_message("message state", checkpoint)?;
     let mut debt = Debt::after_checkpoint(checkpoint.len());
     for item in fragments {
         let (key, value) = item.map_err(storage)?;
@@ -100,7 +100,7 @@ where
         if version <= state.version.serial.seq() {
             continue;
         }
-        let fragment: Message = decode("message fragment", &value)?;
+        let fragment = decode_message("message fragment", &value)?;
         fold_fragment(&mut state, &fragment);
         debt.add(version, value.len());
     }

@@ -44,6 +44,7 @@ mod cache;
 mod fragments;
 mod keys;
 mod marks;
+mod message_codec;
 mod reader;
 mod records;
 mod recover;

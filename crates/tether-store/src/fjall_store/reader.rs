@@ -11,6 +11,7 @@ use tether_core::{ChannelName, ContinuityLost, LogBounds, Message, ORIGIN, Seria
 
 use super::fragments::{current_state, fragments_prefix};
 use super::keys::{channel_prefix, seq_key, trailing_seq};
+use super::message_codec::decode_message;
 use super::records::{ChannelMeta, decode, decode_ts};
 use super::{Handles, storage};
 use crate::{Direction, HistoryPage, HistoryQuery, StoreError};
@@ -76,7 +77,7 @@ impl Handles {
                     }
                 });
             }
-            events.push(decode("log entry", &value)?);
+            events.push(decode_message("log entry", &value)?);
         }
         if events.is_empty() {
             // Entries up to `last_seq` exist by construction; none means they
@@ -146,7 +147,7 @@ impl Handles {
         let mut versions: Vec<Message> = Vec::new();
         for item in snap.prefix(&self.versions, seq_key(channel, serial.seq())) {
             let value = item.value().map_err(storage)?;
-            versions.push(decode("message version", &value)?);
+            versions.push(decode_message("message version", &value)?);
         }
         let newer = versions
             .last()

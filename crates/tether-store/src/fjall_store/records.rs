@@ -1,4 +1,5 @@
-//! Value encoding: a format-version byte followed by JSON.
+//! Value encoding: a format-version byte followed by JSON (messages use
+//! the binary format 2 of `message_codec.rs`).
 //!
 //! JSON keeps stored records debuggable with any key-value dump tool and
 //! reuses the serde shapes `tether-core` already defines; the leading byte
@@ -12,8 +13,9 @@ use tether_core::{LogBounds, Serial};
 
 use crate::StoreError;
 
-/// The only record format so far.
-const FORMAT_V1: u8 = 1;
+/// The JSON record format (every record but messages, which are
+/// written in format 2 since; format-1 messages are still read).
+pub(crate) const FORMAT_V1: u8 = 1;
 
 /// Encodes `value` as a versioned record.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
