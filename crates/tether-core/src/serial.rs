@@ -103,15 +103,26 @@ impl SerialText {
     }
 }
 
+/// Every two-digit number's text, so digits are written in pairs (half the
+/// divisions of one digit at a time).
+const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 /// Writes `value` as zero-padded decimal filling `out` (the caller's
 /// widths guarantee it fits: see [`Serial::new`]).
 fn write_digits(out: &mut [u8], mut value: u64) {
-    for digit in out.iter_mut().rev() {
-        // `value % 10` is below 10, so the cast cannot truncate.
+    let mut end = out.len();
+    while end >= 2 {
+        // `value % 100` is below 100, so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        out[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if end == 1 {
         #[allow(clippy::cast_possible_truncation)]
         let d = (value % 10) as u8;
-        *digit = b'0' + d;
-        value /= 10;
+        out[0] = b'0' + d;
     }
 }
 

@@ -41,7 +41,8 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + text_len + m.id.len());
     out.push(FORMAT_V2);
     put_serial(&mut out, m.serial);
-    if m.id == m.serial.to_text().as_str() {
+    // Parsing the id is cheaper than formatting the serial to compare.
+    if Serial::parse(m.id.as_bytes()) == Some(m.serial) {
         out.push(ID_IS_SERIAL);
     } else {
         out.push(PRESENT);
