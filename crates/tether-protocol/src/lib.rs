@@ -30,6 +30,7 @@ pub mod client;
 pub mod decode;
 pub mod ephemeral;
 pub mod error;
+pub mod hot;
 pub mod limits;
 pub mod llm;
 #[cfg(feature = "openapi")]

@@ -52,13 +52,12 @@ pub fn error_frame(req: Option<u64>, channel: Option<&str>, err: &ErrorInfo) -> 
 
 /// An ack frame.
 pub fn ack_frame(req: Option<u64>, ack: &Ack) -> Bytes {
-    ServerFrame::Ack {
+    Bytes::from(tether_protocol::hot::ack_frame(
         req,
-        serial: ack.serial,
-        version_serial: ack.version_serial,
-        duplicate: ack.duplicate,
-    }
-    .encode()
+        ack.serial,
+        ack.version_serial,
+        ack.duplicate,
+    ))
 }
 
 /// The REST body of an acknowledgement.
@@ -154,13 +153,14 @@ pub fn ws_delivery(channel: &ChannelName, req: Option<u64>, delivery: &Delivery)
         }
         .encode(),
         Delivery::Event { event, position } => {
+            // The frame of every append: written by hand (the same JSON as
+            // `ServerFrame::Message`, see `tether_protocol::hot`).
             let build = || {
-                ServerFrame::Message {
-                    channel: Cow::Borrowed(channel.as_str()),
-                    position: *position,
-                    message: Cow::Borrowed(event.message()),
-                }
-                .encode()
+                Bytes::from(tether_protocol::hot::message_frame(
+                    channel.as_str(),
+                    *position,
+                    event.message(),
+                ))
             };
             match event {
                 EventRef::Live(live) if *position == Some(live.position()) => {
@@ -231,8 +231,9 @@ fn sse(event: &SseEvent<'_>) -> Bytes {
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Bytes {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => Bytes::from(bytes),
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => Bytes::from(out),
         // Our frame types always serialize; keep the connection usable if
         // that ever changes.
         Err(err) => Bytes::from(format!(
