@@ -18,16 +18,7 @@ async fn setup() -> (TestServer, FakeLlm) {
         tokens_per_second: 200.0,
         ..FakeOptions::default()
     };
-    let fake = fake::serve("127.0.0.1:0".parse().expect("addr"), options)
-        .await
-        .expect("fake LLM starts");
-    let base_url = fake.base_url();
-    let server = TestServer::start_with(|c| {
-        c.llm.base_url = Some(base_url);
-        c.llm.model = Some("fake-1".into());
-    })
-    .await;
-    (server, fake)
+    TestServer::with_fake_llm(options, |_| {}).await
 }
 
 async fn ask(http: &Http, channel: &str, prompt: &str) -> String {

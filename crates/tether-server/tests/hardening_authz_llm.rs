@@ -11,7 +11,7 @@ use authz_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{TestServer, WAIT};
-use tether_fake_llm::{self as fake, FakeLlm, FakeOptions};
+use tether_fake_llm::{FakeLlm, FakeOptions};
 use tether_server::Config;
 
 struct Bridge {
@@ -24,16 +24,7 @@ async fn bridge(tokens_per_second: f64, adjust: impl FnOnce(&mut Config)) -> Bri
         tokens_per_second,
         ..FakeOptions::default()
     };
-    let fake = fake::serve("127.0.0.1:0".parse().expect("addr"), options)
-        .await
-        .expect("fake LLM starts");
-    let base_url = fake.base_url();
-    let server = TestServer::start_with(|c| {
-        c.llm.base_url = Some(base_url);
-        c.llm.model = Some("fake-1".into());
-        adjust(c);
-    })
-    .await;
+    let (server, fake) = TestServer::with_fake_llm(options, adjust).await;
     Bridge {
         server,
         _fake: fake,

@@ -31,16 +31,7 @@ impl Setup {
     }
 
     async fn with_fake(options: FakeOptions, adjust: impl FnOnce(&mut Config)) -> Setup {
-        let fake = fake::serve("127.0.0.1:0".parse().expect("addr"), options)
-            .await
-            .expect("fake LLM starts");
-        let base_url = fake.base_url();
-        let server = TestServer::start_with(|c| {
-            c.llm.base_url = Some(base_url);
-            c.llm.model = Some("fake-1".into());
-            adjust(c);
-        })
-        .await;
+        let (server, fake) = TestServer::with_fake_llm(options, adjust).await;
         Setup {
             server,
             _fake: fake,

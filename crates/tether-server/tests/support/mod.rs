@@ -38,6 +38,27 @@ impl TestServer {
         TestServer::start_with(|_| {}).await
     }
 
+    /// Starts the fake OpenAI-compatible model with `options` and a server
+    /// whose LLM bridge points at it (model `fake-1`), after letting the
+    /// test adjust the config. Keep the `FakeLlm` alive as long as the
+    /// server.
+    pub async fn with_fake_llm(
+        options: tether_fake_llm::FakeOptions,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (TestServer, tether_fake_llm::FakeLlm) {
+        let fake = tether_fake_llm::serve("127.0.0.1:0".parse().expect("addr"), options)
+            .await
+            .expect("fake LLM starts");
+        let base_url = fake.base_url();
+        let server = TestServer::start_with(|c| {
+            c.llm.base_url = Some(base_url);
+            c.llm.model = Some("fake-1".into());
+            adjust(c);
+        })
+        .await;
+        (server, fake)
+    }
+
     /// Starts a server after letting the test adjust the config.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
