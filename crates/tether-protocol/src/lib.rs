@@ -23,7 +23,7 @@
 //! the TypeScript SDK's tests both check against them.
 //!
 //! This crate knows JSON and nothing of sockets: it depends on
-//! `tether-core` and serde only (`tests/deps.rs` enforces it).
+//! `tether-core` and serde only (`crates/tether/tests/layering.rs` enforces it).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod client;
