@@ -2,47 +2,25 @@
 // Run with `npm test` after `npm run build` (scripts/test does both).
 
 import assert from 'node:assert/strict';
-import { after, before } from 'node:test';
 
 import {
+  answerText,
+  ask,
   countTokens,
   counting,
+  demoSuite,
   eventually,
   expectedText,
   history,
-  launchBrowser,
   scenario,
   shownMessages,
-  startDemo,
+  storedResponses,
+  tokenCount,
 } from './harness.mjs';
 
-let demo;
-let browser;
+const { url, getBrowser } = demoSuite({ tokensPerSecond: 60 });
 
-before(async () => {
-  demo = await startDemo({ tokensPerSecond: 60 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await demo?.stop();
-});
-
-const url = () => demo.url;
-const getBrowser = () => browser;
-
-const answerText = (page) => page.textContent('.msg-assistant .text');
-const tokenCount = async (page) => ((await answerText(page).catch(() => '')) ?? '').match(/ t\d+/g)?.length ?? 0;
-
-async function ask(page, text) {
-  await page.fill('#input', text);
-  await page.press('#input', 'Enter');
-}
-
-async function storedResponse(channel) {
-  return (await history(url(), channel)).filter((m) => m.name === 'response');
-}
+const storedResponse = (channel) => storedResponses(url(), channel);
 
 scenario('refresh mid-stream: the answer continues and equals history, no token missing or doubled', getBrowser, url, async ({ open, shot }) => {
   const page = await open('/demo/chat');

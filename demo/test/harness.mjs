@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -203,4 +203,39 @@ export function countTokens(text) {
     if (token !== `t${index + 1}`) throw new Error(`token ${index + 1} is ${token}: ${text.slice(0, 200)}…`);
   });
   return tokens.length;
+}
+
+/**
+ * Starts `tether demo` and a browser before a test file's scenarios and
+ * stops both after them; returns their getters for `scenario`.
+ */
+export function demoSuite({ tokensPerSecond = 60 } = {}) {
+  let demo;
+  let browser;
+  before(async () => {
+    demo = await startDemo({ tokensPerSecond });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await demo?.stop();
+  });
+  return { url: () => demo.url, getBrowser: () => browser };
+}
+
+/** The assistant's answer as the chat pages render it. */
+export const answerText = (page) => page.textContent('.msg-assistant .text');
+
+/** How many numbered tokens (` t1`, ` t2`, ...) the answer shows so far. */
+export const tokenCount = async (page) => ((await answerText(page).catch(() => '')) ?? '').match(/ t\d+/g)?.length ?? 0;
+
+/** Types `text` into a chat page's input and sends it. */
+export async function ask(page, text) {
+  await page.fill('#input', text);
+  await page.press('#input', 'Enter');
+}
+
+/** The channel's stored `response` messages (history over REST). */
+export async function storedResponses(baseUrl, channel) {
+  return (await history(baseUrl, channel)).filter((m) => m.name === 'response');
 }

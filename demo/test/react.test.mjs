@@ -5,37 +5,21 @@
 // behave as on the plain chat page. Run after `npm run build`.
 
 import assert from 'node:assert/strict';
-import { after, before } from 'node:test';
+import {
+  answerText,
+  ask,
+  countTokens,
+  counting,
+  demoSuite,
+  eventually,
+  history,
+  scenario,
+  shownMessages,
+  storedResponses,
+  tokenCount,
+} from './harness.mjs';
 
-import { countTokens, counting, eventually, history, launchBrowser, scenario, shownMessages, startDemo } from './harness.mjs';
-
-let demo;
-let browser;
-
-before(async () => {
-  demo = await startDemo({ tokensPerSecond: 60 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await demo?.stop();
-});
-
-const url = () => demo.url;
-const getBrowser = () => browser;
-
-const answerText = (page) => page.textContent('.msg-assistant .text');
-const tokenCount = async (page) => ((await answerText(page).catch(() => '')) ?? '').match(/ t\d+/g)?.length ?? 0;
-
-async function ask(page, text) {
-  await page.fill('#input', text);
-  await page.press('#input', 'Enter');
-}
-
-async function storedResponses(channel) {
-  return (await history(url(), channel)).filter((m) => m.name === 'response');
-}
+const { url, getBrowser } = demoSuite({ tokensPerSecond: 60 });
 
 scenario('react page: the answer streams into one message, presence and connection come from hooks', getBrowser, url, async ({ open, shot }) => {
   const page = await open('/demo/react');
@@ -82,7 +66,7 @@ scenario('react page: a network drop mid-answer, then a refresh: nothing lost or
   await shot(page, 'dropped');
   await page.waitForSelector('#conn[data-state=connected]', { timeout: 15_000 });
   await eventually(async () => (await tokenCount(page)) >= 60, { message: '60 tokens after the reconnect' });
-  const [during] = await storedResponses(channel);
+  const [during] = await storedResponses(url(), channel);
   assert.equal(during.extras.stream, 'streaming', 'the refresh must happen mid-answer');
 
   await page.reload();
@@ -90,7 +74,7 @@ scenario('react page: a network drop mid-answer, then a refresh: nothing lost or
   await page.waitForSelector('.msg-assistant[data-status=complete]', { timeout: 30_000 });
   const text = await answerText(page);
   assert.equal(text, counting(300));
-  const responses = await storedResponses(channel);
+  const responses = await storedResponses(url(), channel);
   assert.equal(responses.length, 1);
   assert.equal(responses[0].data, text);
 });
@@ -106,7 +90,7 @@ scenario('react page: Stop ends the answer cancelled', getBrowser, url, async ({
   const stopped = await answerText(page);
   await new Promise((r) => setTimeout(r, 800));
   assert.equal(await answerText(page), stopped, 'no token after the stop');
-  const [stored] = await storedResponses(channel);
+  const [stored] = await storedResponses(url(), channel);
   assert.equal(stored.extras.stream, 'cancelled');
   assert.equal(stored.data, stopped);
   assert.ok(countTokens(stopped) < 3000);
