@@ -106,6 +106,43 @@ async fn sse_with_an_exp_of_u64_max_streams_instead_of_panicking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ai_sdk_stream_with_an_exp_of_u64_max_streams_instead_of_panicking() {
+    // The AI SDK stream ends when the credential expires too; its deadline
+    // must not overflow either.
+    let server = secured(|c| c.max_token_lifetime_secs = u64::MAX).await;
+    let token = sign(claims(u64::MAX, serde_json::json!({})));
+    let http = reqwest::Client::new();
+    let channel = "conversation:exp-aisdk";
+    let created = http
+        .post(format!("{}/channels/{channel}/messages", server.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "response", "data": "Hel", "extras": {"stream": "streaming"}
+        }))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(created.status().as_u16(), 201);
+    let mut stream = http
+        .get(format!("{}/channels/{channel}/aisdk/stream", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("a chunk in time")
+        .expect("readable")
+        .expect("not ended");
+    assert!(
+        String::from_utf8_lossy(&first).contains("data:"),
+        "{first:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_longer_than_the_maximum_lifetime_are_refused() {
     let server = secured(|c| c.max_token_lifetime_secs = 3600).await;
     let path = "/channels/conversation:life/messages";

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
@@ -131,10 +131,7 @@ pub(crate) async fn stream(
     );
     // Like SSE, the stream ends when the credential expires (40101); the
     // client renews and reconnects, which resumes from the start.
-    let expires_at = caller.expires_at.map(|exp| {
-        let left = exp.saturating_sub(jsonwebtoken::get_current_timestamp());
-        tokio::time::Instant::now() + Duration::from_secs(left)
-    });
+    let expires_at = super::credential_left(&caller).and_then(crate::runtime::deadline_in);
     let body = chunks(
         response,
         subscription,
@@ -143,18 +140,11 @@ pub(crate) async fn stream(
         expires_at,
         slot,
     );
-    let mut reply = Body::from_stream(body).into_response();
-    let headers = reply.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
+    let mut reply = super::event_stream(Body::from_stream(body));
+    reply.headers_mut().insert(
         "x-vercel-ai-ui-message-stream",
         HeaderValue::from_static("v1"),
     );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(reply)
 }
 

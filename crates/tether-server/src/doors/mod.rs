@@ -24,3 +24,35 @@ pub(crate) mod openapi;
 pub(crate) mod rest;
 pub(crate) mod sse;
 pub(crate) mod ws;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::Principal;
+
+/// An open `text/event-stream` response around `body` (SSE and the AI SDK
+/// stream), with the headers that keep caches and buffering proxies from
+/// holding events back.
+pub(crate) fn event_stream(body: Body) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// How long the caller's credential has left: a stream ends then (the
+/// client renews and resumes). `None` for a credential without expiry.
+/// Make it a deadline with `runtime::deadline_in`, which cannot overflow.
+pub(crate) fn credential_left(caller: &Principal) -> Option<Duration> {
+    caller
+        .expires_at
+        .map(|exp| Duration::from_secs(exp.saturating_sub(jsonwebtoken::get_current_timestamp())))
+}

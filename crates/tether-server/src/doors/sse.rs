@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
@@ -105,9 +105,7 @@ pub(crate) async fn stream(
     let subscription = app.engine.subscribe(channel, start);
     // The stream ends when the credential expires; the client renews and
     // resumes with Last-Event-ID.
-    let expires_in = caller
-        .expires_at
-        .map(|exp| Duration::from_secs(exp.saturating_sub(jsonwebtoken::get_current_timestamp())));
+    let expires_in = super::credential_left(&caller);
     let body = events(
         Feed::new(subscription, window),
         app.config.heartbeat(),
@@ -115,15 +113,7 @@ pub(crate) async fn stream(
         expires_in,
         slot,
     );
-    let mut response = Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(super::event_stream(Body::from_stream(body)))
 }
 
 /// The event stream: deliveries (rolled up), keep-alive comments when
