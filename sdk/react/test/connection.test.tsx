@@ -8,21 +8,15 @@
 import './dom.js';
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { afterEach, test } from 'node:test';
 
 import type { ConnectionState } from '@tether/client';
 import { cleanup, render, screen, waitFor } from '@testing-library/react';
 
 import { TetherProvider, useChannel, useConnectionState, useMessages } from '../src/index.js';
-import { cut, makeClient, type Server, startServer, trackingWebSocket, type WS } from './server.js';
+import { cut, makeClient, serverSuite, trackingWebSocket, type WS } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 afterEach(() => cleanup());
 
 function Status({ name, states }: { name: string; states: ConnectionState[] }) {

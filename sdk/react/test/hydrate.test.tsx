@@ -9,7 +9,7 @@
 import './dom.js';
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import { MemoryStorage } from '@tether/client';
 import { act, waitFor } from '@testing-library/react';
@@ -17,15 +17,9 @@ import { hydrateRoot } from 'react-dom/client';
 import { renderToString } from 'react-dom/server';
 
 import { TetherProvider, useChannel, useMessages } from '../src/index.js';
-import { makeClient, type Server, startServer, until } from './server.js';
+import { makeClient, serverSuite, until } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 
 function List({ name }: { name: string }) {
   const messages = useMessages(useChannel(name));

@@ -9,21 +9,15 @@
 import './dom.js';
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { afterEach, test } from 'node:test';
 
 import type { Message, TetherClient } from '@tether/client';
 import { cleanup, render, screen, waitFor } from '@testing-library/react';
 
 import { channelHolders, TetherProvider, useChannel, useMessages } from '../src/index.js';
-import { makeClient, type Server, sleep, startServer } from './server.js';
+import { makeClient, sleep, serverSuite } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 afterEach(() => cleanup());
 
 const textOf = (m: Message): string => (m.data === null ? '(deleted)' : String(m.data));

@@ -7,20 +7,14 @@
 import './dom.js';
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { afterEach, test } from 'node:test';
 
 import { cleanup, render, waitFor, within } from '@testing-library/react';
 
 import { type PresenceHandle, TetherProvider, useChannel, usePresence } from '../src/index.js';
-import { makeClient, type Server, startServer } from './server.js';
+import { makeClient, serverSuite } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 afterEach(() => cleanup());
 
 /** Shows the members as `connection_id: name`; hands its presence handle to the test. */

@@ -9,7 +9,7 @@
 import './dom.js';
 
 import assert from 'node:assert/strict';
-import { after, afterEach, before, test } from 'node:test';
+import { afterEach, test } from 'node:test';
 
 import { ErrorCodes, type TetherClient, TetherError } from '@tether/client';
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
@@ -24,15 +24,9 @@ import {
   usePublish,
   useTetherClient,
 } from '../src/index.js';
-import { clientOptions, makeClient, type Server, startServer } from './server.js';
+import { clientOptions, makeClient, serverSuite } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 afterEach(() => cleanup());
 
 /** A composer: a send button, a bad append, the hook's state, and the view. */

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { type ClientOptions, TetherClient, type WebSocketConstructor } from '@tether/client';
@@ -99,6 +100,31 @@ export async function startServer(): Promise<Server> {
 }
 
 /** A `ws` constructor whose sockets are recorded, so a test can cut them like a network drop. */
+/**
+ * Starts a server before a test file's tests and stops it after them. The
+ * handle reads through to the running server, so `url` and `restart` work
+ * inside tests.
+ */
+export function serverSuite(): Pick<Server, 'url' | 'restart'> {
+  let server: Server | undefined;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  const running = (): Server => {
+    if (!server) throw new Error('the server is started in before()');
+    return server;
+  };
+  return {
+    get url() {
+      return running().url;
+    },
+    restart: (opts) => running().restart(opts),
+  };
+}
+
 export function trackingWebSocket(sockets: WS[]): WebSocketConstructor {
   return class extends WS {
     constructor(url: string, protocols?: string | string[]) {

@@ -8,21 +8,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import { MemoryStorage, type WebSocketConstructor } from '@tether/client';
 import { renderToString } from 'react-dom/server';
 
 import { TetherProvider, useChannel, useConnectionState, useMessages, usePresence, usePublish } from '../src/index.js';
-import { makeClient, type Server, startServer, until, WS } from './server.js';
+import { makeClient, serverSuite, until, WS } from './server.js';
 
-let server: Server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await server?.stop();
-});
+const server = serverSuite();
 
 /** Counts reads of browser globals while installed. */
 function trapBrowserGlobals(): { reads: string[]; restore: () => void } {
